@@ -1,0 +1,3 @@
+from xdistil.cli import main
+
+main()

@@ -1,0 +1,187 @@
+"""The `xdistil` command line: the whole job from one config or from flags, or one step at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+
+from xdistil.errors import XDistilError
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Distil a fine-tuned BERT-family teacher into a small, fast student using unlabeled transfer text.",
+)
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML run config (see `xdistil config`)")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="start the run folder afresh instead of resuming")]
+
+
+def _load(config: Path):
+    from xdistil.config import load_config
+
+    return load_config(config)
+
+
+def _print_summary(metrics: dict) -> None:
+    from xdistil.evaluation.report import comparison_table
+
+    typer.echo(comparison_table(metrics))
+    typer.echo(f"compression {metrics['compression']:.1f}x, speed-up at batch 32 {metrics['speedup_batch_32']:.1f}x")
+
+
+def _step(config_path: Path, until: str, overwrite: bool) -> None:
+    from xdistil.pipeline import Run
+
+    result = Run(_load(config_path), overwrite=overwrite).run(until)
+    if result:
+        _print_summary(result)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/demo"),
+    overwrite: Overwrite = False,
+) -> None:
+    """Run the built-in default: MiniLM teacher, rotten_tomatoes with 1,000 labels, BiLSTM student."""
+    from xdistil.pipeline import Run
+    from xdistil.presets import demo_config
+
+    _print_summary(Run(demo_config(out), overwrite=overwrite).run())
+
+
+@app.command()
+def run(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML run config; flags below override it")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="built-in name (minilm-l6), hub id or local folder")] = None,
+    train: Annotated[Optional[Path], typer.Option(help="labeled train file (CSV, TSV, JSONL)")] = None,
+    dev: Annotated[Optional[Path], typer.Option(help="labeled dev file; carved from train when absent")] = None,
+    test: Annotated[Optional[Path], typer.Option(help="labeled test file; carved from train when absent")] = None,
+    transfer: Annotated[Optional[list[Path]], typer.Option(help="unlabeled text file (repeatable)")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="built-in or hub dataset instead of files")] = None,
+    text_column: Annotated[Optional[str], typer.Option(help="text column name")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="label column name")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="run folder")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Run the whole pipeline from a config file, from flags alone, or both."""
+    from xdistil.config import build_config, config_to_dict
+    from xdistil.pipeline import Run
+
+    values = config_to_dict(_load(config)) if config else {}
+    data = values.setdefault("data", {})
+    for key, value in (
+        ("train", train), ("dev", dev), ("test", test), ("dataset", dataset),
+        ("text_column", text_column), ("label_column", label_column),
+    ):
+        if value is not None:
+            data[key] = str(value)
+    if transfer:
+        data["transfer"] = [str(p) for p in transfer]
+    if teacher is not None:
+        values.setdefault("teacher", {})["model"] = teacher
+    if out is not None:
+        values["out"] = str(out)
+    if seed is not None:
+        values["seed"] = seed
+    if not config and not (train or dataset):
+        raise XDistilError("run: give a CONFIG file, or at least --train (or --dataset)")
+    _print_summary(Run(build_config(values, str(config) if config else "flags"), overwrite=overwrite).run())
+
+
+@app.command()
+def finetune(config: ConfigArg, overwrite: Overwrite = False) -> None:
+    """Fine-tune the teacher on the labeled train set (step 1)."""
+    _step(config, "finetune", overwrite)
+
+
+@app.command()
+def annotate(config: ConfigArg, overwrite: Overwrite = False) -> None:
+    """Let the teacher label train, transfer, dev and test text into the run's cache (step 2; resumable)."""
+    _step(config, "annotate", overwrite)
+
+
+@app.command()
+def distill(config: ConfigArg, overwrite: Overwrite = False) -> None:
+    """Train the student through the stage schedule, and the no-distillation baseline (step 3; resumable)."""
+    _step(config, "distill", overwrite)
+
+
+@app.command()
+def evaluate(config: ConfigArg) -> None:
+    """Measure teacher and student on test; write metrics.json and report.md (step 4)."""
+    _step(config, "evaluate", False)
+
+
+@app.command()
+def predict(
+    student: Annotated[Path, typer.Argument(help="a student folder (RUN/student)")],
+    texts: Annotated[Optional[list[str]], typer.Argument(help="texts to classify")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", help="file of texts, one per line")] = None,
+    probabilities: Annotated[bool, typer.Option(help="print JSON lines with probabilities")] = False,
+) -> None:
+    """Classify texts with a saved student: one label per line, in input order."""
+    from xdistil.data.readers import read_unlabeled
+    from xdistil.student.io import load_student
+
+    items = list(texts or [])
+    if input is not None:
+        items += read_unlabeled(input).texts
+    if not items:
+        raise XDistilError("predict: no texts given (pass texts or --input FILE)")
+    model = load_student(student)
+    probs = model.predict_proba(items)
+    for text, row in zip(items, probs):
+        label = model.label_names[int(row.argmax())]
+        if probabilities:
+            typer.echo(json.dumps({"text": text, "label": label, "probabilities": dict(zip(model.label_names, map(float, row)))}))
+        else:
+            typer.echo(label)
+
+
+@app.command()
+def config(
+    demo: Annotated[bool, typer.Option("--demo/--default", help="the demo's config, or the plain defaults")] = True,
+) -> None:
+    """Print a complete config (every key with its value) to start a run file from."""
+    from xdistil.config import RunConfig, config_to_dict
+    from xdistil.presets import demo_config
+
+    typer.echo(yaml.safe_dump(config_to_dict(demo_config() if demo else RunConfig()), sort_keys=False), nl=False)
+
+
+def main() -> None:
+    """Entry point: user errors are one line on stderr with exit code 2, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except XDistilError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:  # click's own usage errors and unexpected failures
+        import click
+
+        if isinstance(err, click.exceptions.Abort):
+            sys.exit(130)
+        if isinstance(err, click.ClickException):
+            print(f"error: {err.format_message()}", file=sys.stderr)
+            sys.exit(2)
+        if os.environ.get("XDISTIL_DEBUG"):
+            raise
+        print(f"error: internal error ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+              "set XDISTIL_DEBUG=1 for the traceback", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Typed run configuration: one YAML file describes a whole run and is saved beside its outputs.
+
+Unknown keys and wrong types are refused with a one-line error, and nothing in a config can
+execute code: it is plain data validated by pydantic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from xdistil.errors import XDistilError
+
+LAYER_GROUPS_TOP_DOWN = ("output", "dense", "encoder", "embedding")
+LOSS_NAMES = ("hard", "soft", "representation", "gold")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the labeled and unlabeled text comes from and how it is split."""
+
+    dataset: str | None = Field(None, description="built-in name (rotten_tomatoes) or a datasets hub name")
+    train: Path | None = None
+    dev: Path | None = None
+    test: Path | None = None
+    transfer: list[Path] = Field(default_factory=list, description="unlabeled text files")
+    text_column: str = "text"
+    label_column: str = "label"
+    group_column: str | None = Field(None, description="rows sharing this value never straddle two splits")
+    split_seed: int = 13
+    dev_size: float = Field(0.1, gt=0, description="carved from train when no dev file; <1 is a fraction")
+    test_size: float = Field(0.2, gt=0, description="carved from train when no test file; <1 is a fraction")
+    train_size: int | None = Field(None, gt=0, description="keep this many labeled train examples")
+    surplus_to_transfer: bool = Field(True, description="labeled rows beyond train_size join the transfer set unlabeled")
+    split_transfer_sentences: bool = Field(False, description="split long transfer paragraphs into sentences")
+
+
+class TeacherConfig(_Strict):
+    """The large model: a built-in name, a hub id or a local folder."""
+
+    model: str = "minilm-l6"
+    finetune: bool = True
+    epochs: int = Field(6, ge=1)
+    lr: float = Field(5e-5, gt=0)
+    batch_size: int = Field(32, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    patience: int = Field(2, ge=1)
+    max_length: int = Field(128, ge=8)
+    layer: int | None = Field(None, description="hidden layer for the representation loss; default the middle one")
+    pooling: Literal["first", "mean"] = "first"
+
+
+class AugmentConfig(_Strict):
+    """Tang et al. (2019) style transfer-set augmentation; the teacher labels the new text."""
+
+    factor: int = Field(0, ge=0, description="augmented copies per transfer text; 0 turns it off")
+    p_mask: float = Field(0.1, ge=0, le=1)
+    p_swap: float = Field(0.1, ge=0, le=1, description="replace a word by a random word of the corpus")
+    p_ngram: float = Field(0.25, ge=0, le=1, description="chance to keep only a random n-gram")
+    max_ngram: int = Field(5, ge=1)
+
+
+class TransferConfig(_Strict):
+    """How the teacher labels the transfer set and how the cache is stored."""
+
+    chunk_size: int = Field(2048, ge=1)
+    batch_size: int = Field(64, ge=1)
+    dtype: Literal["float16", "float32"] = "float16"
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+class StudentConfig(_Strict):
+    """The small model. Sizes are all explicit; dense_dim defaults to the teacher's width."""
+
+    arch: Literal["bilstm"] = "bilstm"
+    emb_dim: int = Field(128, ge=2)
+    hidden: int = Field(192, ge=2)
+    layers: int = Field(1, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    dense_dim: int | None = None
+    min_count: int = Field(1, ge=1, description="word pieces seen fewer times map to [UNK]")
+    embedding_init: Literal["teacher_pca", "random"] = "teacher_pca"
+
+
+class StageConfig(_Strict):
+    """One distillation stage as data: which losses, on which data, which layer groups train."""
+
+    name: str
+    losses: dict[str, float]
+    data: Literal["transfer", "labeled"] = "transfer"
+    train: list[str] | Literal["all"] = "all"
+    unfreeze: Literal["none", "gradual"] = "none"
+    epochs: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
+    monitor: Literal["dev_loss", "dev_accuracy"] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> StageConfig:
+        for name in self.losses:
+            if name not in LOSS_NAMES:
+                raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSS_NAMES)}")
+        if isinstance(self.train, list):
+            for group in self.train:
+                if group not in LAYER_GROUPS_TOP_DOWN:
+                    raise ValueError(f"unknown layer group {group!r}; expected one of {', '.join(LAYER_GROUPS_TOP_DOWN)}")
+        if not self.losses:
+            raise ValueError("a stage needs at least one loss")
+        return self
+
+
+def paper_schedule() -> list[StageConfig]:
+    """The published order: representation, then soft logits and gold labels with gradual unfreezing."""
+    return [
+        StageConfig(name="representation", losses={"representation": 1.0}, data="transfer", monitor="dev_loss"),
+        StageConfig(name="soft", losses={"soft": 1.0}, data="transfer", train=["output"], unfreeze="gradual"),
+        StageConfig(name="gold", losses={"gold": 1.0}, data="labeled", train=["output"], unfreeze="gradual", epochs=4),
+    ]
+
+
+class DistillConfig(_Strict):
+    """Optimisation settings shared by every stage (a stage may override epochs and lr)."""
+
+    stages: list[StageConfig] = Field(default_factory=paper_schedule)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    epochs: int = Field(8, ge=1)
+    patience: int = Field(3, ge=1)
+    restart_epochs: int = Field(0, ge=0, description="cosine warm-restart period in epochs; 0 = one cosine cycle")
+    temperature: float = Field(1.0, gt=0)
+    soft_loss: Literal["mse", "kl"] = "mse"
+    representation_loss: Literal["mse", "cosine"] = "mse"
+    grad_clip: float = Field(5.0, gt=0)
+    monitor: Literal["dev_loss", "dev_accuracy"] = "dev_accuracy"
+
+
+class EvaluationConfig(_Strict):
+    """What evaluation measures beyond accuracy."""
+
+    baseline: bool = True
+    baseline_epochs: int = Field(30, ge=1, description="epochs for the no-distillation baseline on the gold labels")
+    latency_batch_sizes: list[int] = Field(default_factory=lambda: [1, 32])
+    latency_repeats: int = Field(20, ge=1)
+    threads: int | None = Field(None, ge=1)
+
+
+class RunConfig(_Strict):
+    """A whole run: data -> teacher -> transfer set -> student -> evaluation -> export."""
+
+    task: Literal["classification"] = "classification"
+    seed: int = 42
+    out: Path = Path("runs/demo")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+
+def _one_line(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{field}'"
+    got = first.get("input")
+    got_text = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+    return f"{source}: field '{field}': {first['msg']}{got_text}"
+
+
+def build_config(values: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a plain dict into a RunConfig, turning the first problem into a one-line error."""
+    try:
+        return RunConfig.model_validate(values)
+    except ValidationError as err:
+        raise XDistilError(_one_line(err, source)) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise XDistilError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise XDistilError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise XDistilError(f"{path}: expected a mapping of sections at the top level")
+    return build_config(values, str(path))
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """A plain, YAML-safe dict (paths as strings) of the fully resolved config."""
+    return config.model_dump(mode="json")
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write the fully resolved config so that re-running it reproduces the run."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")

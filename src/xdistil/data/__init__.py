@@ -1,0 +1,1 @@
+"""Data: readers for labeled and unlabeled text, seeded splits, built-in datasets."""

@@ -1,0 +1,163 @@
+"""Assemble train/dev/test/transfer from the data config: files, a built-in dataset or a hub dataset."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xdistil.config import DataConfig
+from xdistil.data.builtin import BUILTIN_DATASETS, rotten_tomatoes_files
+from xdistil.data.readers import Table, read_labeled, read_unlabeled
+from xdistil.data.splits import carve, resolve_size
+from xdistil.errors import XDistilError
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+@dataclass
+class Split:
+    """Labeled examples with label indices into the corpus' label names."""
+
+    texts: list[str]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class Corpus:
+    """Everything a run learns and is judged on."""
+
+    label_names: list[str]
+    train: Split
+    dev: Split
+    test: Split
+    transfer: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test), "transfer": len(self.transfer)}
+
+
+def split_sentences(text: str, min_words: int = 3) -> list[str]:
+    """Split a paragraph into sentences; fragments under min_words stay attached to their neighbour."""
+    pieces: list[str] = []
+    for piece in _SENTENCE_END.split(text):
+        if pieces and len(piece.split()) < min_words:
+            pieces[-1] = f"{pieces[-1]} {piece}"
+        else:
+            pieces.append(piece)
+    return pieces
+
+
+def _subset(table: Table, indices: list[int]) -> Table:
+    labels = [table.labels[i] for i in indices] if table.labels is not None else None
+    groups = [table.groups[i] for i in indices] if table.groups is not None else None
+    return Table(table.path, [table.texts[i] for i in indices], labels, groups)
+
+
+def _encode(table: Table, names: list[str], role: str) -> Split:
+    index = {name: i for i, name in enumerate(names)}
+    assert table.labels is not None
+    for position, label in enumerate(table.labels):
+        if label not in index:
+            raise XDistilError(
+                f"{table.path}: {role} label '{label}' (example {position + 1}) never occurs in train; "
+                f"expected one of {names}"
+            )
+    return Split(list(table.texts), [index[label] for label in table.labels])
+
+
+def _hub_tables(config: DataConfig) -> tuple[Table, Table | None, Table | None]:
+    try:
+        import datasets
+
+        loaded = datasets.load_dataset(config.dataset)
+    except Exception as err:  # the hub client raises many types; the user needs one line
+        raise XDistilError(f"dataset '{config.dataset}': could not load from the hub ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+
+    def table(split: str) -> Table | None:
+        if split not in loaded:
+            return None
+        part = loaded[split]
+        for column in (config.text_column, config.label_column):
+            if column not in part.column_names:
+                raise XDistilError(f"dataset '{config.dataset}' split '{split}': no column '{column}' in {part.column_names}")
+        feature = part.features[config.label_column]
+        names = getattr(feature, "names", None)
+        labels = [names[v] if names else str(v) for v in part[config.label_column]]
+        return Table(Path(f"{config.dataset}:{split}"), [str(t) for t in part[config.text_column]], labels)
+
+    train = table("train")
+    if train is None:
+        raise XDistilError(f"dataset '{config.dataset}': no 'train' split")
+    return train, table("validation") or table("dev"), table("test")
+
+
+def load_corpus(config: DataConfig) -> Corpus:
+    """Read and split the data as the config says; every count-changing step is noted."""
+    notes: list[str] = []
+    transfer_paths = list(config.transfer)
+    group_column = config.group_column
+    if config.dataset in BUILTIN_DATASETS:
+        reviews, plots = rotten_tomatoes_files()
+        train_table = read_labeled(reviews, "text", "label", group_column)
+        dev_table = test_table = None
+        transfer_paths.append(plots)
+    elif config.dataset:
+        train_table, dev_table, test_table = _hub_tables(config)
+    else:
+        if config.train is None:
+            raise XDistilError("data.train: no labeled train file given (set data.train or data.dataset)")
+        train_table = read_labeled(config.train, config.text_column, config.label_column, group_column)
+        dev_table = read_labeled(config.dev, config.text_column, config.label_column) if config.dev else None
+        test_table = read_labeled(config.test, config.text_column, config.label_column) if config.test else None
+
+    groups = train_table.groups
+    seed = config.split_seed
+    if test_table is None:
+        size = resolve_size(config.test_size, len(train_table.texts))
+        test_idx, rest_idx = carve(len(train_table.texts), size, seed, groups)
+        test_table, train_table = _subset(train_table, test_idx), _subset(train_table, rest_idx)
+        notes.append(f"test carved from train: {len(test_idx)} examples (seed {seed}{', by ' + group_column if group_column else ''})")
+    if dev_table is None:
+        size = resolve_size(config.dev_size, len(train_table.texts))
+        dev_idx, rest_idx = carve(len(train_table.texts), size, seed + 1, train_table.groups)
+        dev_table, train_table = _subset(train_table, dev_idx), _subset(train_table, rest_idx)
+        notes.append(f"dev carved from train: {len(dev_idx)} examples")
+    transfer: list[str] = []
+    if config.train_size is not None and config.train_size < len(train_table.texts):
+        # exact: a group shared by train and the unlabeled transfer set leaks no label
+        keep_idx, surplus_idx = carve(len(train_table.texts), config.train_size, seed + 2, train_table.groups, exact=True)
+        surplus = _subset(train_table, surplus_idx)
+        train_table = _subset(train_table, keep_idx)
+        if config.surplus_to_transfer:
+            transfer.extend(surplus.texts)
+            notes.append(f"{len(surplus.texts)} labeled examples beyond train_size joined the transfer set without labels")
+        else:
+            notes.append(f"{len(surplus.texts)} labeled examples beyond train_size were left out (surplus_to_transfer: false)")
+
+    assert train_table.labels is not None
+    names = sorted(set(train_table.labels))
+    if len(names) < 2:
+        raise XDistilError(f"{train_table.path}: train has a single class '{names[0]}'; classification needs at least two")
+    for path in transfer_paths:
+        table = read_unlabeled(path, config.text_column)
+        notes.extend(table.notes)
+        if config.split_transfer_sentences:
+            before = len(table.texts)
+            sentences = [s for text in table.texts for s in split_sentences(text)]
+            notes.append(f"{Path(path).name}: {before} texts split into {len(sentences)} sentences")
+            transfer.extend(sentences)
+        else:
+            transfer.extend(table.texts)
+    return Corpus(
+        label_names=names,
+        train=_encode(train_table, names, "train"),
+        dev=_encode(dev_table, names, "dev"),
+        test=_encode(test_table, names, "test"),
+        transfer=transfer,
+        notes=notes,
+    )

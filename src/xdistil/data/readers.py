@@ -1,0 +1,186 @@
+"""Readers for labeled tables (CSV, TSV, JSONL) and unlabeled text, with one-line errors.
+
+Every reader names the file and line of a problem. Compressed files (.gz, .bz2) are read
+transparently; a UTF-8 byte-order mark and CRLF line ends are accepted.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xdistil.errors import XDistilError
+
+TABLE_FORMATS = {".csv": ",", ".tsv": "\t"}
+
+
+@dataclass
+class Table:
+    """Rows read from one file: texts, optional string labels, optional group keys."""
+
+    path: Path
+    texts: list[str]
+    labels: list[str] | None = None
+    groups: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _strip_compression(path: Path) -> tuple[str, str]:
+    suffixes = [s.lower() for s in path.suffixes]
+    compression = suffixes[-1] if suffixes and suffixes[-1] in (".gz", ".bz2") else ""
+    rest = suffixes[:-1] if compression else suffixes
+    return (rest[-1] if rest else ""), compression
+
+
+def file_format(path: Path) -> str:
+    """The format of a file from its extension: csv, tsv, jsonl or txt."""
+    ext, _ = _strip_compression(path)
+    return {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}.get(ext, "txt")
+
+
+def read_text_file(path: Path) -> str:
+    """Whole file as text (decompressing if needed); non-UTF-8 bytes are a one-line error."""
+    if not path.exists():
+        raise XDistilError(f"{path}: file not found")
+    if not path.is_file():
+        raise XDistilError(f"{path}: not a file")
+    _, compression = _strip_compression(path)
+    opener = {".gz": gzip.open, ".bz2": bz2.open}.get(compression, open)
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise XDistilError(f"{path}: line {line}: bytes that are not UTF-8 (at byte {err.start}); save the file as UTF-8") from None
+
+
+def _is_missing(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip() in ("", "nan", "NaN", "None", "null")
+
+
+def _label_text(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _collect(
+    path: Path, records: list[tuple[int, dict]], text_column: str, label_column: str | None, group_column: str | None
+) -> Table:
+    """Turn (line, record) pairs into a Table, refusing missing fields with the line number."""
+    texts: list[str] = []
+    labels: list[str] | None = [] if label_column else None
+    groups: list[str] | None = [] if group_column else None
+    for line, record in records:
+        text = record.get(text_column)
+        if text is None:
+            raise XDistilError(f"{path}: line {line}: no '{text_column}' field (set the text column name)")
+        if not isinstance(text, str) or not text.strip():
+            raise XDistilError(f"{path}: line {line}: empty text in '{text_column}'; expected non-empty text")
+        texts.append(text.strip())
+        if labels is not None:
+            label = record.get(label_column)
+            if _is_missing(label):
+                raise XDistilError(f"{path}: line {line}: missing label in '{label_column}'; every labeled row needs one")
+            labels.append(_label_text(label))
+        if groups is not None:
+            groups.append(str(record.get(group_column, "")))
+    if not texts:
+        raise XDistilError(f"{path}: no rows; expected at least one example")
+    return Table(path, texts, labels, groups)
+
+
+def _read_delimited(path: Path, delimiter: str, text_column: str, label_column: str | None, group_column: str | None) -> Table:
+    content = read_text_file(path)
+    if not content.strip():
+        raise XDistilError(f"{path}: empty file; expected a header row and examples")
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except csv.Error as err:
+        raise XDistilError(f"{path}: line 1: cannot parse the header ({err})") from None
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    for needed in (text_column, label_column, group_column):
+        if needed and needed not in header:
+            hint = ""
+            if len(header) == 1 and (("\t" in header[0]) or ("," in header[0]) or (";" in header[0])):
+                hint = f"; the header looks like another delimiter was used (a {kind} file is expected)"
+            raise XDistilError(f"{path}: line 1: no column '{needed}' in header {header}{hint}")
+    records: list[tuple[int, dict]] = []
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise XDistilError(f"{path}: line {line}: {len(row)} fields, expected {len(header)} as in the header")
+            records.append((line, dict(zip(header, row))))
+    except csv.Error as err:
+        raise XDistilError(f"{path}: line {reader.line_num}: cannot parse {kind} ({err})") from None
+    if not records:
+        raise XDistilError(f"{path}: only a header, no rows; expected at least one example")
+    return _collect(path, records, text_column, label_column, group_column)
+
+
+def _read_jsonl(path: Path, text_column: str, label_column: str | None, group_column: str | None) -> Table:
+    content = read_text_file(path)
+    records: list[tuple[int, dict]] = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise XDistilError(f"{path}: line {number}: not valid JSON ({err.msg}); expected one object per line") from None
+        if not isinstance(record, dict):
+            raise XDistilError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
+        records.append((number, record))
+    if not records:
+        raise XDistilError(f"{path}: empty file; expected one JSON object per line")
+    return _collect(path, records, text_column, label_column, group_column)
+
+
+def read_labeled(path: str | Path, text_column: str = "text", label_column: str = "label", group_column: str | None = None) -> Table:
+    """Read a labeled CSV, TSV or JSONL file."""
+    path = Path(path)
+    fmt = file_format(path)
+    if fmt in ("csv", "tsv"):
+        return _read_delimited(path, TABLE_FORMATS["." + fmt], text_column, label_column, group_column)
+    if fmt == "jsonl":
+        return _read_jsonl(path, text_column, label_column, group_column)
+    raise XDistilError(f"{path}: unsupported labeled format; expected .csv, .tsv or .jsonl (optionally .gz/.bz2)")
+
+
+def read_unlabeled(path: str | Path, text_column: str = "text") -> Table:
+    """Read unlabeled transfer text: one example per line, or a CSV/TSV/JSONL with a text column.
+
+    Blank lines of a plain text file are skipped and counted in the table's notes.
+    """
+    path = Path(path)
+    fmt = file_format(path)
+    if fmt in ("csv", "tsv"):
+        return _read_delimited(path, TABLE_FORMATS["." + fmt], text_column, None, None)
+    if fmt == "jsonl":
+        return _read_jsonl(path, text_column, None, None)
+    lines = read_text_file(path).splitlines()
+    texts = [line.strip() for line in lines if line.strip()]
+    if not texts:
+        raise XDistilError(f"{path}: no text; expected one example per line")
+    table = Table(path, texts)
+    blank = len(lines) - len(texts)
+    if blank:
+        table.notes.append(f"{path.name}: {blank} blank lines skipped")
+    return table

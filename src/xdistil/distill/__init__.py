@@ -1,0 +1,1 @@
+"""Distillation: losses, the stage schedule as data, and the one training loop."""

@@ -1,0 +1,179 @@
+"""Run a schedule of stages on a student, one checkpoint per finished stage so a killed run resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+
+from xdistil.batching import LengthBucketSampler, sorted_batches
+from xdistil.config import DistillConfig
+from xdistil.distill.losses import IGNORE, build_loss
+from xdistil.distill.stages import Stage, set_trainable
+from xdistil.loop import LoopSettings, StageHistory, fit
+from xdistil.progress import log
+from xdistil.student.inputs import pad_batch
+from xdistil.transfer.cache import atomic_write_json
+
+
+@dataclass
+class DistillData:
+    """Student inputs with the teacher's targets and gold labels (IGNORE where there is none)."""
+
+    ids: list[np.ndarray]
+    teacher_logits: np.ndarray
+    teacher_repr: np.ndarray
+    labels: np.ndarray
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, rows: slice) -> DistillData:
+        return DistillData(self.ids[rows], self.teacher_logits[rows], self.teacher_repr[rows], self.labels[rows], self.pad_id)
+
+    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        input_ids, lengths = pad_batch([self.ids[i] for i in indices], self.pad_id)
+        return {
+            "input_ids": input_ids,
+            "lengths": lengths,
+            "teacher_logits": torch.from_numpy(self.teacher_logits[indices]).float(),
+            "teacher_repr": torch.from_numpy(self.teacher_repr[indices]).float(),
+            "labels": torch.from_numpy(self.labels[indices]).long(),
+        }
+
+
+def with_gold(data: DistillData, labels: list[int]) -> DistillData:
+    """The same rows with gold labels on the first len(labels) of them."""
+    gold = np.full(len(data), IGNORE, dtype=np.int64)
+    gold[: len(labels)] = labels
+    return DistillData(data.ids, data.teacher_logits, data.teacher_repr, gold, data.pad_id)
+
+
+class StageCheckpoints:
+    """One safetensors file and one history file per finished stage, tagged with the run's fingerprint."""
+
+    def __init__(self, folder: Path, fingerprint: str):
+        self.folder = folder
+        self.fingerprint = fingerprint
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def _paths(self, index: int) -> tuple[Path, Path]:
+        return self.folder / f"stage-{index:02d}.safetensors", self.folder / f"stage-{index:02d}.json"
+
+    def load(self, index: int, stage: Stage) -> tuple[dict[str, torch.Tensor], StageHistory] | None:
+        weights, meta = self._paths(index)
+        if not (weights.is_file() and meta.is_file()):
+            return None
+        try:
+            info = json.loads(meta.read_text(encoding="utf-8"))
+            tensors = load_file(str(weights))
+        except (OSError, ValueError, RuntimeError):
+            return None
+        if info.get("fingerprint") != self.fingerprint or info.get("stage") != stage.name:
+            return None
+        return tensors, StageHistory.from_dict(info["history"])
+
+    def save(self, index: int, stage: Stage, tensors: dict[str, torch.Tensor], history: StageHistory) -> None:
+        weights, meta = self._paths(index)
+        tmp = weights.with_name(weights.name + ".tmp")
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, weights)
+        atomic_write_json(meta, {"fingerprint": self.fingerprint, "stage": stage.name, "history": history.to_dict()})
+
+
+def _state(model: torch.nn.Module, losses: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for name, loss in losses.items():
+        state.update({f"loss.{name}.{k}": v for k, v in loss.state_dict().items()})
+    return state
+
+
+def _restore(model: torch.nn.Module, losses: dict[str, torch.nn.Module], tensors: dict[str, torch.Tensor]) -> None:
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    for name, loss in losses.items():
+        prefix = f"loss.{name}."
+        own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if own:
+            loss.load_state_dict(own)
+
+
+def run_stages(
+    model: torch.nn.Module,
+    stages: list[Stage],
+    data: dict[str, DistillData],
+    dev: DistillData,
+    config: DistillConfig,
+    accelerator: Accelerator,
+    seed: int,
+    checkpoints: StageCheckpoints,
+    teacher_dim: int,
+) -> list[StageHistory]:
+    """Train `model` through `stages` in order; finished stages are loaded from their checkpoints."""
+    student_dim = model.config.dense_dim
+    losses: dict[str, torch.nn.Module] = {
+        name: build_loss(
+            name,
+            student_dim=student_dim,
+            teacher_dim=teacher_dim,
+            soft_kind=config.soft_loss,
+            temperature=config.temperature,
+            repr_kind=config.representation_loss,
+        ).to(accelerator.device)
+        for name in sorted({n for s in stages for n in s.losses})
+    }
+    histories: list[StageHistory] = []
+    for index, stage in enumerate(stages):
+        done = checkpoints.load(index, stage)
+        if done is not None:
+            _restore(model, losses, done[0])
+            histories.append(done[1])
+            log(f"stage {stage.name}: already finished, loaded from checkpoint")
+            continue
+        torch.manual_seed(seed * 1000 + index)
+        trainable = set_trainable(model, stage.groups)
+        stage_losses = {name: losses[name] for name in stage.losses}
+        extra = tuple(loss for name, loss in stage_losses.items() if any(True for _ in loss.parameters()))
+        train = data[stage.data]
+        sampler = LengthBucketSampler([len(ids) for ids in train.ids], config.batch_size, seed * 1000 + index)
+        loader = DataLoader(list(range(len(train))), batch_sampler=sampler, collate_fn=train.collate)
+
+        def compute_loss(batch: dict, stage: Stage = stage) -> torch.Tensor:
+            out = model(batch["input_ids"], batch["lengths"])
+            return sum(weight * stage_losses[name](out, batch) for name, weight in stage.losses.items())
+
+        def evaluate(stage: Stage = stage) -> tuple[float, float | None]:
+            total, correct = 0.0, 0
+            with torch.inference_mode():
+                for indices in sorted_batches([len(ids) for ids in dev.ids], 512):
+                    batch = {k: v.to(accelerator.device) for k, v in dev.collate(indices).items()}
+                    out = model(batch["input_ids"], batch["lengths"])
+                    loss = sum(weight * stage_losses[name](out, batch) for name, weight in stage.losses.items())
+                    total += float(loss) * len(indices)
+                    correct += int((out.logits.argmax(-1) == batch["labels"]).sum())
+            return total / len(dev), correct / len(dev)
+
+        settings = LoopSettings(
+            name=stage.name,
+            epochs=stage.epochs,
+            lr=stage.lr,
+            patience=config.patience,
+            monitor=stage.monitor,
+            restart_epochs=config.restart_epochs,
+            grad_clip=config.grad_clip,
+        )
+        history = fit(model, trainable, compute_loss, loader, evaluate, settings, accelerator, extra)
+        best = history.epochs[history.best_epoch - 1]
+        accuracy = f", dev accuracy {best.dev_accuracy:.4f}" if best.dev_accuracy is not None else ""
+        log(f"stage {stage.name}: best epoch {history.best_epoch}/{len(history.epochs)}, dev loss {best.dev_loss:.4f}{accuracy}")
+        checkpoints.save(index, stage, _state(model, losses), history)
+        histories.append(history)
+    set_trainable(model, tuple(model.layer_groups()))
+    return histories

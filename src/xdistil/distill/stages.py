@@ -1,0 +1,66 @@
+"""The stage schedule as data: expand gradual unfreezing and set which parameters train."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from xdistil.config import LAYER_GROUPS_TOP_DOWN, DistillConfig, StageConfig
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pass of the training loop: its losses, data, trainable groups and optimisation settings."""
+
+    name: str
+    losses: dict[str, float]
+    data: str
+    groups: tuple[str, ...]
+    epochs: int
+    lr: float
+    monitor: str
+
+
+def _groups(spec: StageConfig) -> tuple[str, ...]:
+    if spec.train == "all":
+        return LAYER_GROUPS_TOP_DOWN
+    return tuple(g for g in LAYER_GROUPS_TOP_DOWN if g in spec.train)
+
+
+def expand_stages(config: DistillConfig) -> list[Stage]:
+    """Concrete stages in order. `unfreeze: gradual` becomes one stage per step of top-down unfreezing.
+
+    Gradual unfreezing starts from the stage's `train` groups and adds the next group down
+    (output -> dense -> encoder -> embedding) each step until all groups train.
+    """
+    stages: list[Stage] = []
+    for spec in config.stages:
+        groups = _groups(spec)
+        epochs = spec.epochs or config.epochs
+        lr = spec.lr or config.lr
+        monitor = spec.monitor or config.monitor
+        if spec.unfreeze == "none":
+            stages.append(Stage(spec.name, dict(spec.losses), spec.data, groups, epochs, lr, monitor))
+            continue
+        deepest = max(LAYER_GROUPS_TOP_DOWN.index(g) for g in groups)
+        for depth in range(deepest, len(LAYER_GROUPS_TOP_DOWN)):
+            step_groups = tuple(dict.fromkeys(groups + LAYER_GROUPS_TOP_DOWN[: depth + 1]))
+            step_groups = tuple(g for g in LAYER_GROUPS_TOP_DOWN if g in step_groups)
+            label = f"{spec.name}[{'+'.join(step_groups)}]"
+            stages.append(Stage(label, dict(spec.losses), spec.data, step_groups, epochs, lr, monitor))
+    return stages
+
+
+def set_trainable(model: nn.Module, groups: tuple[str, ...]) -> list[nn.Parameter]:
+    """Freeze everything, then unfreeze the named groups; returns the parameters that train."""
+    named = model.layer_groups()
+    for params in named.values():
+        for p in params:
+            p.requires_grad_(False)
+    trainable: list[nn.Parameter] = []
+    for group in groups:
+        for p in named[group]:
+            p.requires_grad_(True)
+            trainable.append(p)
+    return trainable

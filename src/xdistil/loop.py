@@ -1,0 +1,168 @@
+"""The one training loop, used for the teacher's fine-tuning and for every distillation stage.
+
+A stage is data: a model whose trainable parameters are already chosen, a loss function over a
+batch, batches, a dev evaluation and optimisation settings. The loop runs epochs with a cosine
+schedule (optionally with warm-up or warm restarts), evaluates on dev after each epoch, stops
+early when the monitored figure stops improving and restores the best weights.
+Device placement and mixed precision come from accelerate.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from accelerate import Accelerator
+
+from xdistil.errors import XDistilError
+from xdistil.progress import bar
+
+
+@dataclass
+class LoopSettings:
+    """Optimisation settings of one stage."""
+
+    name: str
+    epochs: int
+    lr: float
+    patience: int
+    monitor: str = "dev_loss"
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    restart_epochs: int = 0
+    grad_clip: float = 5.0
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    dev_loss: float
+    dev_accuracy: float | None
+    seconds: float
+
+
+@dataclass
+class StageHistory:
+    """What happened in one stage: per-epoch figures and which epoch's weights were kept."""
+
+    name: str
+    epochs: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StageHistory:
+        return cls(data["name"], [EpochRecord(**e) for e in data["epochs"]], data["best_epoch"], data["stopped_early"])
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int, period_steps: int) -> Callable[[int], float]:
+    """Linear warm-up, then cosine decay over the rest or over repeating periods (warm restarts)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        after = step - warmup_steps
+        span = period_steps if period_steps else max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * (after % span) / span))
+
+    return factor
+
+
+def _score(monitor: str, dev_loss: float, dev_accuracy: float | None) -> tuple[float, float]:
+    if monitor == "dev_accuracy" and dev_accuracy is not None:
+        return (dev_accuracy, -dev_loss)
+    return (-dev_loss, 0.0)
+
+
+def fit(
+    model: torch.nn.Module,
+    parameters: list[torch.nn.Parameter],
+    compute_loss: Callable[[dict], torch.Tensor],
+    train_batches: Iterable[dict],
+    evaluate: Callable[[], tuple[float, float | None]],
+    settings: LoopSettings,
+    accelerator: Accelerator,
+    extra_modules: tuple[torch.nn.Module, ...] = (),
+) -> StageHistory:
+    """Train `parameters` (plus those of `extra_modules`, e.g. a loss projection) and keep the best epoch.
+
+    `train_batches` is re-iterated every epoch (a DataLoader whose sampler reshuffles);
+    `evaluate` returns (dev loss, dev accuracy or None) with the model in eval mode.
+    A non-finite loss stops the stage with a one-line error after restoring the best weights.
+    """
+    extra_params = [p for m in extra_modules for p in m.parameters()]
+    all_params = parameters + extra_params
+    if settings.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(all_params, lr=settings.lr, weight_decay=settings.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(all_params, lr=settings.lr, weight_decay=settings.weight_decay)
+    sampler = getattr(train_batches, "batch_sampler", None)
+    loader = accelerator.prepare_data_loader(train_batches) if isinstance(train_batches, torch.utils.data.DataLoader) else train_batches
+    steps_per_epoch = len(loader)
+    total = steps_per_epoch * settings.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        _lr_lambda(total, int(settings.warmup_ratio * total), settings.restart_epochs * steps_per_epoch),
+    )
+    optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
+
+    history = StageHistory(settings.name)
+    best_state = copy.deepcopy(model.state_dict())
+    best_extra = [copy.deepcopy(m.state_dict()) for m in extra_modules]
+    best_score: tuple[float, float] | None = None
+    stale = 0
+    with bar(total, f"{settings.name}") as progress:
+        for epoch in range(1, settings.epochs + 1):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            model.train()
+            for m in extra_modules:
+                m.train()
+            started, running, count = time.perf_counter(), 0.0, 0
+            for step, batch in enumerate(loader, start=1):
+                with accelerator.autocast():
+                    loss = compute_loss(batch)
+                if not torch.isfinite(loss):
+                    model.load_state_dict(best_state)
+                    raise XDistilError(
+                        f"stage '{settings.name}': loss became {loss.item()} at epoch {epoch}, step {step}; "
+                        f"stopped, best weights so far restored (try a lower lr)"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(all_params, settings.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                running += loss.item()
+                count += 1
+                progress.update(0, advance=1, info=f"epoch {epoch} loss {running / count:.4f}")
+            model.eval()
+            for m in extra_modules:
+                m.eval()
+            dev_loss, dev_accuracy = evaluate()
+            record = EpochRecord(epoch, running / max(count, 1), dev_loss, dev_accuracy, time.perf_counter() - started)
+            history.epochs.append(record)
+            score = _score(settings.monitor, dev_loss, dev_accuracy)
+            if best_score is None or score > best_score:
+                best_score, stale, history.best_epoch = score, 0, epoch
+                best_state = copy.deepcopy(model.state_dict())
+                best_extra = [copy.deepcopy(m.state_dict()) for m in extra_modules]
+            else:
+                stale += 1
+                if stale >= settings.patience:
+                    history.stopped_early = True
+                    break
+    model.load_state_dict(best_state)
+    for module, state in zip(extra_modules, best_extra):
+        module.load_state_dict(state)
+    model.eval()
+    return history

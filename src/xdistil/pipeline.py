@@ -1,0 +1,387 @@
+"""The whole job as one chain of cached steps: data -> teacher -> transfer set -> student -> evaluation -> export.
+
+Each step keeps its result in the run folder, tagged with a fingerprint of everything it depends on,
+so re-running the same config resumes where a killed run stopped, and a run folder is never reused
+for another config or other data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import AutoModelForSequenceClassification
+
+from xdistil.config import RunConfig, config_to_dict, save_config
+from xdistil.data.corpus import Corpus, load_corpus
+from xdistil.distill.runner import DistillData, StageCheckpoints, run_stages, with_gold
+from xdistil.distill.stages import Stage, expand_stages
+from xdistil.errors import XDistilError
+from xdistil.evaluation.latency import measure_latency
+from xdistil.evaluation.metrics import classification_metrics, loyalty
+from xdistil.evaluation.report import write_report
+from xdistil.loop import StageHistory
+from xdistil.progress import log
+from xdistil.student.bilstm import BiLSTMConfig, BiLSTMStudent
+from xdistil.student.embeddings import pca_compress
+from xdistil.student.inputs import pad_batch, tokenize
+from xdistil.student.io import save_student
+from xdistil.student.vocab import PrunedVocab
+from xdistil.teacher.finetune import finetune_teacher
+from xdistil.teacher.inference import pad_teacher, resolve_layer
+from xdistil.teacher.models import count_parameters, load_classifier, load_tokenizer, teacher_label_order
+from xdistil.transfer.augment import augment_texts
+from xdistil.transfer.cache import AnnotationSpec, TransferCache, annotate, atomic_write_json
+from xdistil.transfer.fingerprint import fingerprint, texts_fingerprint
+
+STEPS = ("finetune", "annotate", "distill", "evaluate")
+TEACHER_MARKER = "xdistil_teacher.json"
+
+
+def _first_difference(old: object, new: object, prefix: str = "") -> str | None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            found = _first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if old == new else f"{prefix.rstrip('.')}: {old!r} -> {new!r}"
+
+
+class Run:
+    """One run folder. Properties compute a step on first use, or load it when the folder already has it."""
+
+    def __init__(self, config: RunConfig, overwrite: bool = False):
+        self.config = config
+        self.out = Path(config.out)
+        self._prepare_folder(overwrite)
+        set_seed(config.seed)
+        self.accelerator = Accelerator(cpu=config.device == "cpu", mixed_precision=config.mixed_precision)
+        self.timings: dict[str, float] = {}
+
+    def _prepare_folder(self, overwrite: bool) -> None:
+        saved = self.out / "config.yaml"
+        current = config_to_dict(self.config)
+        if saved.is_file() and not overwrite:
+            import yaml
+
+            old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+            difference = _first_difference(old, current)
+            if difference:
+                raise XDistilError(
+                    f"{self.out}: holds a run with another config ({difference}); choose another --out or pass --overwrite"
+                )
+        elif overwrite and self.out.exists():
+            shutil.rmtree(self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, saved)
+
+    def _timed(self, step: str, started: float) -> None:
+        self.timings[step] = round(self.timings.get(step, 0.0) + time.perf_counter() - started, 2)
+
+    # ---- data ----
+    @cached_property
+    def corpus(self) -> Corpus:
+        corpus = load_corpus(self.config.data)
+        data_fp = fingerprint(
+            corpus.label_names, [texts_fingerprint(t) for t in (corpus.train.texts, corpus.dev.texts, corpus.test.texts, corpus.transfer)],
+            corpus.train.labels, corpus.dev.labels, corpus.test.labels,
+        )
+        path = self.out / "data.json"
+        if path.is_file():
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if old.get("fingerprint") != data_fp:
+                raise XDistilError(f"{self.out}: the data files changed since this run folder was made; use another --out or --overwrite")
+        atomic_write_json(path, {"fingerprint": data_fp, "sizes": corpus.sizes(), "labels": corpus.label_names, "notes": corpus.notes})
+        self.data_fingerprint = data_fp
+        sizes = ", ".join(f"{k} {v:,}" for k, v in corpus.sizes().items())
+        log(f"data: {sizes}; labels {corpus.label_names}")
+        for note in corpus.notes:
+            log(f"  {note}")
+        return corpus
+
+    @cached_property
+    def tokenizer(self):
+        return load_tokenizer(self.config.teacher.model)
+
+    # ---- teacher ----
+    @cached_property
+    def teacher_fingerprint(self) -> str:
+        _ = self.corpus
+        return fingerprint(self.config.teacher.model_dump(mode="json"), self.data_fingerprint, self.config.seed)
+
+    @cached_property
+    def teacher(self) -> torch.nn.Module:
+        folder = self.out / "teacher"
+        marker = folder / TEACHER_MARKER
+        if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == self.teacher_fingerprint:
+            log(f"teacher: loaded the fine-tuned teacher from {folder}")
+            self.teacher_history = [StageHistory.from_dict(h) for h in json.loads(marker.read_text(encoding="utf-8"))["history"]]
+            return AutoModelForSequenceClassification.from_pretrained(str(folder)).to(self.accelerator.device).eval()
+        started = time.perf_counter()
+        config = self.config.teacher
+        model = load_classifier(config.model, self.corpus.label_names, require_labels=not config.finetune)
+        model.to(self.accelerator.device)
+        self.teacher_history = []
+        if config.finetune:
+            log(f"teacher: fine-tuning {config.model} on {len(self.corpus.train):,} labeled examples")
+            self.teacher_history = [
+                finetune_teacher(model, self.tokenizer, self.corpus.train, self.corpus.dev, config, self.accelerator, self.config.seed)
+            ]
+        tmp = folder.with_name("teacher.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(str(tmp))
+        self.tokenizer.save_pretrained(str(tmp))
+        atomic_write_json(tmp / TEACHER_MARKER, {"fingerprint": self.teacher_fingerprint, "history": [h.to_dict() for h in self.teacher_history]})
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        self._timed("finetune", started)
+        return model.eval()
+
+    @cached_property
+    def label_order(self) -> list[int]:
+        return teacher_label_order(self.teacher, self.corpus.label_names)
+
+    # ---- transfer set ----
+    @cached_property
+    def transfer_texts(self) -> list[str]:
+        """Train texts first (so gold labels line up), then the unlabeled transfer set, then augmentations."""
+        corpus = self.corpus
+        augmented = augment_texts(corpus.transfer, self.config.transfer.augment, self.tokenizer.mask_token or "[MASK]", self.config.seed)
+        if augmented:
+            log(f"augmentation: {len(augmented):,} new transfer texts from {len(corpus.transfer):,}")
+        return corpus.train.texts + corpus.transfer + augmented
+
+    @cached_property
+    def caches(self) -> dict[str, TransferCache]:
+        started = time.perf_counter()
+        teacher, config = self.teacher, self.config
+        spec = AnnotationSpec(
+            max_length=config.teacher.max_length,
+            batch_size=config.transfer.batch_size,
+            chunk_size=config.transfer.chunk_size,
+            layer=resolve_layer(teacher, config.teacher.layer),
+            pooling=config.teacher.pooling,
+            dtype=config.transfer.dtype,
+        )
+        parts = {"transfer": self.transfer_texts, "dev": self.corpus.dev.texts, "test": self.corpus.test.texts}
+        caches = {}
+        for name, texts in parts.items():
+            fp = fingerprint(self.teacher_fingerprint, spec.__dict__, texts_fingerprint(texts))
+            caches[name] = annotate(
+                teacher, self.tokenizer, texts, self.out / "cache" / name, spec, fp, self.label_order, f"teacher labels {name}"
+            )
+        self._timed("annotate", started)
+        return caches
+
+    # ---- student ----
+    @cached_property
+    def token_ids(self) -> dict[str, list[list[int]]]:
+        length = self.config.teacher.max_length
+        return {
+            "transfer": tokenize(self.tokenizer, self.transfer_texts, length)[0],
+            "dev": tokenize(self.tokenizer, self.corpus.dev.texts, length)[0],
+            "test": tokenize(self.tokenizer, self.corpus.test.texts, length)[0],
+        }
+
+    @cached_property
+    def vocab(self) -> PrunedVocab:
+        tok = self.tokenizer
+        vocab = PrunedVocab.from_token_ids(
+            self.token_ids["transfer"], len(tok), tok.all_special_ids, tok.unk_token_id, tok.pad_token_id, self.config.student.min_count
+        )
+        log(f"student vocabulary: {len(vocab):,} of the teacher's {len(tok):,} word pieces")
+        return vocab
+
+    def new_student(self) -> BiLSTMStudent:
+        """A fresh student, the same for the same seed: embeddings from the teacher's by PCA, or random."""
+        config = self.config.student
+        torch.manual_seed(self.config.seed)
+        model = BiLSTMStudent(
+            BiLSTMConfig(
+                vocab_size=len(self.vocab),
+                num_labels=len(self.corpus.label_names),
+                emb_dim=config.emb_dim,
+                hidden=config.hidden,
+                layers=config.layers,
+                dropout=config.dropout,
+                dense_dim=config.dense_dim or self.teacher.config.hidden_size,
+                pad_id=self.vocab.pad_id,
+            )
+        )
+        if config.embedding_init == "teacher_pca":
+            table = self.teacher.get_input_embeddings().weight.detach().cpu()[torch.as_tensor(self.vocab.teacher_ids)]
+            with torch.no_grad():
+                model.embedding.weight.copy_(pca_compress(table, config.emb_dim))
+        return model.to(self.accelerator.device)
+
+    @cached_property
+    def distill_data(self) -> dict[str, DistillData]:
+        caches, pad = self.caches, self.vocab.pad_id
+        encoded = {name: [self.vocab.encode(ids) for ids in self.token_ids[name]] for name in ("transfer", "dev")}
+        logits, reps = caches["transfer"].load()
+        transfer = with_gold(DistillData(encoded["transfer"], logits, reps, np.zeros(len(logits), np.int64), pad), self.corpus.train.labels)
+        dev_logits, dev_reps = caches["dev"].load()
+        dev = DistillData(encoded["dev"], dev_logits, dev_reps, np.asarray(self.corpus.dev.labels, np.int64), pad)
+        return {"transfer": transfer, "labeled": transfer.subset(slice(0, len(self.corpus.train))), "dev": dev}
+
+    def _train(self, name: str, stages: list[Stage]) -> tuple[BiLSTMStudent, list[StageHistory]]:
+        data = self.distill_data
+        model = self.new_student()
+        fp = fingerprint(
+            name,
+            self.caches["transfer"].manifest["fingerprint"],
+            self.config.student.model_dump(mode="json"),
+            self.config.distill.model_dump(mode="json"),
+            [s.__dict__ for s in stages],
+            self.config.seed,
+        )
+        histories = run_stages(
+            model, stages, data, data["dev"], self.config.distill, self.accelerator, self.config.seed,
+            StageCheckpoints(self.out / "checkpoints" / name, fp), self.teacher.config.hidden_size,
+        )
+        return model, histories
+
+    @cached_property
+    def student(self) -> tuple[BiLSTMStudent, list[StageHistory]]:
+        started = time.perf_counter()
+        model, histories = self._train("student", expand_stages(self.config.distill))
+        save_student(self.out / "student", model, self.tokenizer, self.vocab, self.corpus.label_names, self.config.teacher.max_length)
+        self._timed("distill", started)
+        return model, histories
+
+    @cached_property
+    def baseline(self) -> tuple[BiLSTMStudent, list[StageHistory]]:
+        """The same student trained on the gold labels alone: what distillation adds is measured against it."""
+        started = time.perf_counter()
+        config = self.config
+        stage = Stage(
+            "gold only (no distillation)", {"gold": 1.0}, "labeled", ("output", "dense", "encoder", "embedding"),
+            config.evaluation.baseline_epochs, config.distill.lr, "dev_accuracy",
+        )
+        result = self._train("baseline", [stage])
+        self._timed("baseline", started)
+        return result
+
+    # ---- evaluation ----
+    @torch.inference_mode()
+    def _student_logits(self, model: BiLSTMStudent, ids: list[np.ndarray]) -> np.ndarray:
+        model.eval()
+        out = []
+        for start in range(0, len(ids), 512):
+            input_ids, lengths = pad_batch(ids[start : start + 512], self.vocab.pad_id)
+            out.append(model(input_ids.to(self.accelerator.device), lengths).logits.float().cpu())
+        return torch.cat(out).numpy()
+
+    def _latency(self, student: BiLSTMStudent) -> dict[str, dict[str, dict[str, float]]]:
+        """Teacher and student on the same test batches, same process, same thread count, on the CPU."""
+        config = self.config.evaluation
+        teacher = self.teacher.to("cpu").eval()
+        student = student.to("cpu").eval()
+        ids = self.token_ids["test"]
+        result: dict[str, dict[str, dict[str, float]]] = {"teacher": {}, "student": {}}
+        for size in config.latency_batch_sizes:
+            count = config.latency_repeats
+            batches = [[ids[(b * size + i) % len(ids)] for i in range(size)] for b in range(count)]
+            teacher_batches = [pad_teacher(b, self.tokenizer.pad_token_id) for b in batches]
+            student_batches = [pad_batch([self.vocab.encode(x) for x in b], self.vocab.pad_id) for b in batches]
+            result["teacher"][f"batch_{size}"] = measure_latency(lambda b: teacher(**b), teacher_batches, size)
+            result["student"][f"batch_{size}"] = measure_latency(lambda b: student(*b), student_batches, size)
+        self.teacher.to(self.accelerator.device)
+        return result
+
+    def evaluate(self) -> dict:
+        """metrics.json and report.md for the finished run."""
+        student, histories = self.student
+        baseline = self.baseline if self.config.evaluation.baseline else None
+        started = time.perf_counter()
+        corpus, config = self.corpus, self.config
+        gold = np.asarray(corpus.test.labels)
+        teacher_logits, _ = self.caches["test"].load()
+        test_ids = [self.vocab.encode(ids) for ids in self.token_ids["test"]]
+        threads = config.evaluation.threads or torch.get_num_threads()
+        torch.set_num_threads(threads)
+        latency = self._latency(student)
+
+        def size_mb(path: Path) -> float:
+            return round(path.stat().st_size / 1e6, 2)
+
+        teacher_params = count_parameters(self.teacher)
+        student_logits = self._student_logits(student, test_ids)
+        student_loyalty = loyalty(student_logits, teacher_logits)
+        metrics: dict = {
+            "run": {
+                "name": self.out.name,
+                "teacher": config.teacher.model,
+                "student_arch": config.student.arch,
+                "threads": threads,
+                "device": str(self.accelerator.device),
+            },
+            "data": corpus.sizes(),
+            "teacher": {
+                **classification_metrics(teacher_logits.argmax(1), gold),
+                "params": teacher_params,
+                "params_without_embeddings": teacher_params - self.teacher.get_input_embeddings().weight.numel(),
+                "size_mb": size_mb(self.out / "teacher" / "model.safetensors"),
+                "latency_ms": {k: v["median_ms"] for k, v in latency["teacher"].items()},
+                "examples_per_s": {k: v["examples_per_s"] for k, v in latency["teacher"].items()},
+            },
+            "student": {
+                **classification_metrics(student_logits.argmax(1), gold),
+                "loyalty": student_loyalty["label"],
+                "probability_loyalty": student_loyalty["probability"],
+                "params": count_parameters(student),
+                "params_without_embeddings": count_parameters(student) - student.embedding.weight.numel(),
+                "size_mb": size_mb(self.out / "student" / "model.safetensors"),
+                "latency_ms": {k: v["median_ms"] for k, v in latency["student"].items()},
+                "examples_per_s": {k: v["examples_per_s"] for k, v in latency["student"].items()},
+                "vocab_size": len(self.vocab),
+            },
+        }
+        if baseline is not None:
+            baseline_logits = self._student_logits(baseline[0], test_ids)
+            metrics["baseline_no_distillation"] = {
+                **classification_metrics(baseline_logits.argmax(1), gold),
+                "loyalty": loyalty(baseline_logits, teacher_logits)["label"],
+                "params": count_parameters(baseline[0]),
+            }
+        metrics["compression"] = metrics["teacher"]["params"] / metrics["student"]["params"]
+        for size in config.evaluation.latency_batch_sizes:
+            metrics[f"speedup_batch_{size}"] = metrics["teacher"]["latency_ms"][f"batch_{size}"] / metrics["student"]["latency_ms"][f"batch_{size}"]
+        metrics["stages"] = {
+            "teacher": [h.to_dict() for h in getattr(self, "teacher_history", [])],
+            "student": [h.to_dict() for h in histories],
+            "baseline": [h.to_dict() for h in baseline[1]] if baseline else [],
+        }
+        self._timed("evaluate", started)
+        metrics["seconds"] = self.timings
+        atomic_write_json(self.out / "metrics.json", metrics)
+        curves = {"teacher": getattr(self, "teacher_history", []), "student": histories, "baseline": baseline[1] if baseline else []}
+        report = write_report(self.out, metrics, curves, corpus.notes)
+        log(f"wrote {self.out / 'metrics.json'} and {report}")
+        return metrics
+
+    def run(self, until: str = "evaluate") -> dict | None:
+        """Run the steps up to and including `until`; earlier finished steps are loaded, not redone."""
+        if until not in STEPS:
+            raise XDistilError(f"unknown step '{until}'; expected one of {', '.join(STEPS)}")
+        _ = self.teacher
+        if until == "finetune":
+            return None
+        _ = self.caches
+        if until == "annotate":
+            return None
+        _ = self.student
+        if self.config.evaluation.baseline:
+            _ = self.baseline
+        if until == "distill":
+            return None
+        return self.evaluate()

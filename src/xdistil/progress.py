@@ -1,0 +1,44 @@
+"""Progress bars with an ETA and the run's console log (rich)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console(stderr=True)
+
+
+def log(message: str) -> None:
+    """One line of run log on stderr."""
+    console.print(message, highlight=False)
+
+
+@contextmanager
+def bar(total: int, description: str) -> Iterator[Progress]:
+    """A progress bar with count, elapsed time and ETA; the task id is always 0. XDISTIL_QUIET=1 hides it."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=not console.is_terminal,
+        disable=os.environ.get("XDISTIL_QUIET") == "1",
+    )
+    with progress:
+        progress.add_task(description, total=total, info="")
+        yield progress

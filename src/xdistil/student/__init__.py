@@ -1,0 +1,1 @@
+"""Students: pruned vocabulary, compressed embeddings, the BiLSTM, and their on-disk format."""

@@ -1,0 +1,53 @@
+"""The student's vocabulary: the teacher's word pieces that occur in the data, plus special tokens.
+
+Teacher and student share one tokenizer, so labels need no alignment; the student only keeps the
+rows of the embedding matrix it can ever see, and maps every other piece to [UNK].
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+
+class PrunedVocab:
+    """A map from teacher token ids to a dense range of student ids."""
+
+    def __init__(self, teacher_ids: Sequence[int], teacher_vocab_size: int, unk_teacher_id: int, pad_teacher_id: int):
+        self.teacher_ids = np.asarray(teacher_ids, dtype=np.int64)
+        if len(np.unique(self.teacher_ids)) != len(self.teacher_ids):
+            raise ValueError("teacher ids of a vocabulary must be unique")
+        self.teacher_vocab_size = teacher_vocab_size
+        position = {int(t): s for s, t in enumerate(self.teacher_ids)}
+        self.unk_id = position[unk_teacher_id]
+        self.pad_id = position[pad_teacher_id]
+        self.lookup = np.full(teacher_vocab_size, self.unk_id, dtype=np.int64)
+        self.lookup[self.teacher_ids] = np.arange(len(self.teacher_ids))
+
+    @classmethod
+    def from_token_ids(
+        cls,
+        sequences: Iterable[Sequence[int]],
+        teacher_vocab_size: int,
+        special_ids: Sequence[int],
+        unk_teacher_id: int,
+        pad_teacher_id: int,
+        min_count: int = 1,
+    ) -> PrunedVocab:
+        """Keep special tokens and every piece seen at least `min_count` times, in teacher-id order."""
+        counts: Counter[int] = Counter()
+        for sequence in sequences:
+            counts.update(sequence)
+        seen = {t for t, c in counts.items() if c >= min_count}
+        specials = list(dict.fromkeys(int(t) for t in special_ids))
+        rest = sorted(seen.difference(specials))
+        return cls(specials + rest, teacher_vocab_size, unk_teacher_id, pad_teacher_id)
+
+    def __len__(self) -> int:
+        return len(self.teacher_ids)
+
+    def encode(self, teacher_ids: Sequence[int]) -> np.ndarray:
+        """Student ids for a sequence of teacher ids (unseen pieces become [UNK])."""
+        return self.lookup[np.asarray(teacher_ids, dtype=np.int64)]

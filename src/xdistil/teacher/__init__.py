@@ -1,0 +1,1 @@
+"""Teachers: resolve a name to a Hugging Face model, fine-tune it, run it."""
