@@ -132,12 +132,12 @@ def predict(
     from xdistil.data.readers import read_unlabeled
     from xdistil.student.io import load_student
 
+    model = load_student(student)
     items = list(texts or [])
     if input is not None:
         items += read_unlabeled(input).texts
     if not items:
         raise XDistilError("predict: no texts given (pass texts or --input FILE)")
-    model = load_student(student)
     probs = model.predict_proba(items)
     for text, row in zip(items, probs):
         label = model.label_names[int(row.argmax())]

@@ -19,7 +19,7 @@ import torch
 from accelerate import Accelerator
 
 from xdistil.errors import XDistilError
-from xdistil.progress import bar
+from xdistil.progress import bar, log
 
 
 @dataclass
@@ -151,6 +151,8 @@ def fit(
             dev_loss, dev_accuracy = evaluate()
             record = EpochRecord(epoch, running / max(count, 1), dev_loss, dev_accuracy, time.perf_counter() - started)
             history.epochs.append(record)
+            accuracy = f", dev accuracy {dev_accuracy:.4f}" if dev_accuracy is not None else ""
+            log(f"{settings.name} epoch {epoch}: train loss {record.train_loss:.4f}, dev loss {dev_loss:.4f}{accuracy} ({record.seconds:.0f}s)")
             score = _score(settings.monitor, dev_loss, dev_accuracy)
             if best_score is None or score > best_score:
                 best_score, stale, history.best_epoch = score, 0, epoch

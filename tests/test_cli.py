@@ -1,0 +1,84 @@
+"""The command line: a run from flags alone, prediction, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import tiny_run_config, write_csv
+from xdistil.config import config_to_dict
+
+
+def xdistil(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XDISTIL_QUIET": "1"}
+    return subprocess.run([sys.executable, "-m", "xdistil", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [l for l in result.stderr.strip().splitlines() if l.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_run_from_flags_then_predict(tiny_teacher, sentiment_files, tmp_path):
+    out = tmp_path / "flags_run"
+    config = tiny_run_config(tiny_teacher, sentiment_files, out)
+    # a config file carries the small test settings; flags give the data, the teacher and the folder
+    values = config_to_dict(config)
+    values.pop("data")
+    values["teacher"].pop("model")
+    values.pop("out")
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(values))
+    result = xdistil(
+        "run", str(tmp_path / "small.yaml"), "--teacher", str(tiny_teacher), "--train", str(sentiment_files["train"]),
+        "--test", str(sentiment_files["test"]), "--transfer", str(sentiment_files["transfer"]), "--out", str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| test accuracy (%)" in result.stdout
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["data"]["train"] == str(sentiment_files["train"]) and saved["data"]["dev"] is None
+    predicted = xdistil("predict", str(out / "student"), "great superb film", "dull boring film")
+    assert predicted.returncode == 0, predicted.stderr
+    assert all(label in ("pos", "neg") for label in predicted.stdout.split())
+    assert len(predicted.stdout.split()) == 2
+
+
+def test_config_command_prints_a_loadable_config(tmp_path):
+    result = xdistil("config")
+    assert result.returncode == 0
+    (tmp_path / "c.yaml").write_text(result.stdout)
+    from xdistil.config import load_config
+
+    assert load_config(tmp_path / "c.yaml").data.dataset == "rotten_tomatoes"
+
+
+@pytest.mark.parametrize(
+    "make, fragments",
+    [
+        (lambda d, t: ["run", "--teacher", str(t), "--train", str(d / "missing.csv")], ["missing.csv: file not found"]),
+        (lambda d, t: ["run", "--teacher", str(d / "no_model_here"), "--train", str(write_csv(d / "ok.csv", [("a", "x"), ("b", "y")]))],
+         ["no_model_here", "folder does not exist"]),
+        (lambda d, t: ["run", "--teacher", str(d), "--train", str(write_csv(d / "ok2.csv", [("a", "x"), ("b", "y")]))],
+         ["not a model folder"]),
+        (lambda d, t: ["run", str(_write(d / "bad.yaml", "studnet: {}\n"))], ["bad.yaml: unknown key 'studnet'"]),
+        (lambda d, t: ["run", str(_write(d / "bad2.yaml", "distill:\n  epochs: many\n"))], ["bad2.yaml: field 'distill.epochs'"]),
+        (lambda d, t: ["run"], ["give a CONFIG file"]),
+        (lambda d, t: ["predict", str(d)], ["not an xdistil student"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, tiny_teacher, make, fragments):
+    result = xdistil(*make(tmp_path, tiny_teacher), cwd=tmp_path)
+    assert_one_line_error(result, *fragments)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -1,0 +1,90 @@
+"""A whole run on a tiny BERT built in the test: outputs, reload, resume and determinism."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from conftest import tiny_run_config
+from xdistil import load_student
+from xdistil.config import load_config
+from xdistil.errors import XDistilError
+from xdistil.pipeline import Run
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_teacher, sentiment_files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    config = tiny_run_config(tiny_teacher, sentiment_files, out)
+    metrics = Run(config).run()
+    return config, out, metrics
+
+
+def test_run_folder_has_everything_a_user_needs(finished):
+    config, out, metrics = finished
+    for name in ("config.yaml", "metrics.json", "report.md", "curves_student.png", "student/model.safetensors",
+                 "student/student_config.json", "student/tokenizer.json", "teacher/model.safetensors"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    for key in ("accuracy", "macro_f1", "params"):
+        assert key in saved["teacher"] and key in saved["student"]
+    for size in ("batch_1", "batch_32"):
+        assert saved["teacher"]["latency_ms"][size] > 0 and saved["student"]["latency_ms"][size] > 0
+    assert 0 <= saved["student"]["loyalty"] <= 1
+    assert saved["student"]["params_without_embeddings"] < saved["student"]["params"]
+    assert "accuracy" in saved["baseline_no_distillation"]
+    assert saved["compression"] == pytest.approx(saved["teacher"]["params"] / saved["student"]["params"])
+    assert saved["speedup_batch_32"] > 0
+    assert len(saved["stages"]["student"]) == 1 + 4 + 1
+    report = (out / "report.md").read_text()
+    assert "| test accuracy (%)" in report and "curves_student.png" in report
+    # the saved config is complete and reproduces the run's config
+    assert load_config(out / "config.yaml") == config
+
+
+def test_saved_student_predicts_like_the_evaluated_one(finished, sentiment_files):
+    _, out, metrics = finished
+    student = load_student(out / "student")
+    import csv
+
+    with open(sentiment_files["test"]) as handle:
+        rows = list(csv.DictReader(handle))
+    predicted = student.predict([r["text"] for r in rows])
+    accuracy = sum(p == r["label"] for p, r in zip(predicted, rows)) / len(rows)
+    assert accuracy == pytest.approx(metrics["student"]["accuracy"])
+    assert student.predict_proba(["great film"]).shape == (1, 2)
+
+
+def test_rerun_resumes_without_training_and_gives_the_same_metrics(finished, monkeypatch):
+    config, out, metrics = finished
+    import xdistil.distill.runner as runner
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished stage was trained again")
+
+    monkeypatch.setattr(runner, "fit", no_training)
+    again = Run(config).run()
+    assert again["student"]["accuracy"] == metrics["student"]["accuracy"]
+    assert again["teacher"]["accuracy"] == metrics["teacher"]["accuracy"]
+
+
+def test_same_seed_gives_bit_identical_student_weights(finished, tiny_teacher, sentiment_files, tmp_path):
+    config, out, _ = finished
+    other = tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "again")
+    Run(other).run(until="distill")
+    first = load_file(str(out / "student" / "model.safetensors"))
+    second = load_file(str(tmp_path / "again" / "student" / "model.safetensors"))
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_run_folder_refuses_another_config(finished, tiny_teacher, sentiment_files):
+    config, out, _ = finished
+    changed = tiny_run_config(tiny_teacher, sentiment_files, out, seed=4)
+    with pytest.raises(XDistilError, match=r"another config \(seed: 3 -> 4\)"):
+        Run(changed)
+    assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 3

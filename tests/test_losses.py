@@ -1,0 +1,68 @@
+"""Each distillation loss computes what its docstring says, and masks keep padding out."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+from xdistil.distill.losses import IGNORE, GoldLoss, HardLoss, RepresentationLoss, SoftLoss
+from xdistil.student.bilstm import StudentOutput
+
+
+def out(logits, rep=None):
+    return StudentOutput(torch.as_tensor(logits, dtype=torch.float32), rep if rep is not None else torch.zeros(1))
+
+
+def test_hard_loss_uses_the_teacher_argmax():
+    student = out([[2.0, 0.0], [0.0, 1.0]])
+    batch = {"teacher_logits": torch.tensor([[0.1, 0.9], [5.0, 1.0]])}
+    expected = F.cross_entropy(student.logits, torch.tensor([1, 0]))
+    assert torch.isclose(HardLoss()(student, batch), expected)
+
+
+def test_soft_mse_and_kl_with_temperature():
+    student = out([[1.0, 2.0, 3.0]])
+    teacher = torch.tensor([[3.0, 2.0, 1.0]])
+    assert torch.isclose(SoftLoss("mse")(student, {"teacher_logits": teacher}), torch.tensor(8.0 / 3.0))
+    t = 2.0
+    p = torch.softmax(teacher / t, -1)
+    kl = (p * (p.log() - torch.log_softmax(student.logits / t, -1))).sum() * t * t
+    assert torch.isclose(SoftLoss("kl", t)(student, {"teacher_logits": teacher}), kl, atol=1e-6)
+    assert float(SoftLoss("kl", t)(out([[3.0, 2.0, 1.0]]), {"teacher_logits": teacher})) < 1e-6
+
+
+def test_representation_loss_projects_only_when_widths_differ():
+    same = RepresentationLoss(4, 4, "mse")
+    assert isinstance(same.projection, torch.nn.Identity)
+    rep = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    assert float(same(out([[0.0]], rep), {"teacher_repr": rep})) == 0.0
+    cosine = RepresentationLoss(4, 4, "cosine")
+    assert math.isclose(float(cosine(out([[0.0]], rep), {"teacher_repr": -rep})), 2.0, rel_tol=1e-6)
+    wide = RepresentationLoss(4, 6, "mse")
+    assert isinstance(wide.projection, torch.nn.Linear) and wide.projection.out_features == 6
+    loss = wide(out([[0.0]], rep), {"teacher_repr": torch.ones(1, 6)})
+    loss.backward()
+    assert wide.projection.weight.grad is not None
+
+
+def test_gold_loss_ignores_missing_labels_and_is_zero_without_any():
+    student = out([[2.0, 0.0], [0.0, 1.0], [9.0, -9.0]])
+    labels = torch.tensor([0, IGNORE, IGNORE])
+    expected = F.cross_entropy(student.logits[:1], torch.tensor([0]))
+    assert torch.isclose(GoldLoss()(student, {"labels": labels}), expected)
+    none = GoldLoss()(student, {"labels": torch.full((3,), IGNORE)})
+    assert float(none) == 0.0 and not torch.isnan(none)
+
+
+def test_masks_keep_padding_positions_out_of_token_losses():
+    logits = torch.randn(2, 3, 4)
+    teacher = torch.randn(2, 3, 4)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    garbage = teacher.clone()
+    garbage[~mask] = 1e6  # padding positions hold nonsense that must not matter
+    student = StudentOutput(logits, torch.zeros(1))
+    masked = SoftLoss("mse")(student, {"teacher_logits": garbage}, mask)
+    expected = F.mse_loss(logits[mask], teacher[mask])
+    assert torch.isclose(masked, expected)

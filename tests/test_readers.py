@@ -1,0 +1,87 @@
+"""Readers: every supported format reads, and bad files fail with a one-line error naming file and line."""
+
+from __future__ import annotations
+
+import bz2
+import json
+
+import pytest
+
+from xdistil.data.readers import read_labeled, read_unlabeled
+from xdistil.errors import XDistilError
+
+
+def test_csv_tsv_jsonl_read_the_same_rows(tmp_path):
+    rows = [("good film", "pos"), ("bad, slow film", "neg"), ('a "quoted" one', "pos")]
+    (tmp_path / "a.csv").write_text("text,label\n" + "".join(f'"{t.replace(chr(34), chr(34) * 2)}",{l}\n' for t, l in rows))
+    (tmp_path / "a.tsv").write_text("text\tlabel\n" + "".join(f'"{t.replace(chr(34), chr(34) * 2)}"\t{l}\n' for t, l in rows))
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in rows))
+    for name in ("a.csv", "a.tsv", "a.jsonl"):
+        table = read_labeled(tmp_path / name)
+        assert table.texts == [t for t, _ in rows], name
+        assert table.labels == [l for _, l in rows], name
+
+
+def test_custom_columns_groups_and_numeric_labels(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"review": "fine", "stars": 1, "movie": "m1"}\n{"review": "poor", "stars": 0.0, "movie": "m2"}\n')
+    table = read_labeled(path, text_column="review", label_column="stars", group_column="movie")
+    assert table.labels == ["1", "0"]
+    assert table.groups == ["m1", "m2"]
+
+
+def test_bom_crlf_and_bz2_are_accepted(tmp_path):
+    raw = "\ufefftext,label\r\nhello there,pos\r\ngoodbye now,neg\r\n".encode("utf-8")
+    (tmp_path / "bom.csv").write_bytes(raw)
+    (tmp_path / "bom.csv.bz2").write_bytes(bz2.compress(raw))
+    for name in ("bom.csv", "bom.csv.bz2"):
+        table = read_labeled(tmp_path / name)
+        assert table.texts == ["hello there", "goodbye now"]
+        assert table.labels == ["pos", "neg"]
+
+
+def test_unlabeled_text_skips_and_counts_blank_lines(tmp_path):
+    path = tmp_path / "u.txt"
+    path.write_text("one\n\n  \ntwo\nthree\n")
+    table = read_unlabeled(path)
+    assert table.texts == ["one", "two", "three"]
+    assert table.notes == ["u.txt: 2 blank lines skipped"]
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.csv", "", "empty file"),
+        ("header.csv", "text,label\n", "only a header"),
+        ("nocol.csv", "body,label\nx,pos\n", "no column 'text'"),
+        ("delim.csv", "text;label\nx;pos\n", "another delimiter"),
+        ("ragged.csv", "text,label\nx,pos\ny,neg,extra\n", "line 3: 3 fields, expected 2"),
+        ("emptytext.csv", "text,label\nx,pos\n ,neg\n", "line 3: empty text"),
+        ("nolabel.csv", "text,label\nx,pos\ny,\n", "line 3: missing label"),
+        ("nanlabel.csv", "text,label\nx,pos\ny,NaN\n", "line 3: missing label"),
+        ("broken.jsonl", '{"text": "a", "label": "p"}\n{"text": "b", "label"\n', "line 2: not valid JSON"),
+    ],
+)
+def test_bad_labeled_files_name_file_and_line(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(XDistilError) as err:
+        read_labeled(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_non_utf8_bytes_name_the_line(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("text,label\ngood,pos\ncaf\xe9,neg\n".encode("latin-1"))
+    with pytest.raises(XDistilError, match=r"line 3: bytes that are not UTF-8"):
+        read_labeled(path)
+
+
+def test_missing_file_and_unknown_format(tmp_path):
+    with pytest.raises(XDistilError, match="file not found"):
+        read_labeled(tmp_path / "nope.csv")
+    (tmp_path / "x.parquet").write_text("x")
+    with pytest.raises(XDistilError, match="unsupported labeled format"):
+        read_labeled(tmp_path / "x.parquet")

@@ -1,0 +1,60 @@
+"""The schedule is data: gradual unfreezing expands top-down and only the named groups train."""
+
+from __future__ import annotations
+
+import pytest
+
+from xdistil.config import DistillConfig, StageConfig, build_config
+from xdistil.distill.stages import expand_stages, set_trainable
+from xdistil.errors import XDistilError
+from xdistil.student.bilstm import BiLSTMConfig, BiLSTMStudent
+
+
+def test_paper_schedule_expands_into_nine_stages():
+    stages = expand_stages(DistillConfig())
+    assert [s.name for s in stages] == [
+        "representation",
+        "soft[output]",
+        "soft[output+dense]",
+        "soft[output+dense+encoder]",
+        "soft[output+dense+encoder+embedding]",
+        "gold[output]",
+        "gold[output+dense]",
+        "gold[output+dense+encoder]",
+        "gold[output+dense+encoder+embedding]",
+    ]
+    assert stages[0].groups == ("output", "dense", "encoder", "embedding")
+    assert all(s.data == "transfer" for s in stages[:5]) and all(s.data == "labeled" for s in stages[5:])
+
+
+def test_gradual_unfreezing_can_start_lower():
+    config = DistillConfig(stages=[StageConfig(name="s", losses={"soft": 1}, train=["output", "dense"], unfreeze="gradual")])
+    assert [s.groups for s in expand_stages(config)] == [
+        ("output", "dense"),
+        ("output", "dense", "encoder"),
+        ("output", "dense", "encoder", "embedding"),
+    ]
+
+
+def test_only_the_stage_groups_receive_gradients():
+    model = BiLSTMStudent(BiLSTMConfig(vocab_size=10, num_labels=2, emb_dim=4, hidden=3, dense_dim=5))
+    for stage in expand_stages(DistillConfig()):
+        trainable = set_trainable(model, stage.groups)
+        names = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+        assert names == set(stage.groups)
+        assert sum(p.numel() for p in trainable) == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"distill": {"stages": [{"name": "x", "losses": {"magic": 1}}]}}, "unknown loss 'magic'"),
+        ({"distill": {"stages": [{"name": "x", "losses": {"soft": 1}, "train": ["lstm"]}]}}, "unknown layer group 'lstm'"),
+        ({"distill": {"lr": "fast"}}, "field 'distill.lr'"),
+        ({"studnet": {}}, "unknown key 'studnet'"),
+    ],
+)
+def test_bad_configs_are_one_line_errors(values, message):
+    with pytest.raises(XDistilError) as err:
+        build_config(values, "run.yaml")
+    assert message in str(err.value) and "\n" not in str(err.value)

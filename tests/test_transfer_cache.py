@@ -1,0 +1,83 @@
+"""The transfer cache: chunked, resumable, verified on load, refused for other inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from conftest import make_sentence
+from xdistil.errors import XDistilError
+from xdistil.transfer.augment import augment_texts
+from xdistil.config import AugmentConfig
+from xdistil.transfer.cache import AnnotationSpec, TransferCache, annotate
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_teacher):
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_teacher), num_labels=2).eval()
+    return model, AutoTokenizer.from_pretrained(str(tiny_teacher))
+
+
+def texts(n=50):
+    import random
+
+    rng = random.Random(1)
+    return [make_sentence(rng, "pos")[: rng.randint(5, 60)] for _ in range(n)]
+
+
+SPEC = AnnotationSpec(max_length=16, batch_size=8, chunk_size=12, layer=1, pooling="first", dtype="float16")
+
+
+def test_annotation_matches_a_direct_forward_pass(teacher, tmp_path):
+    model, tokenizer = teacher
+    data = texts(30)
+    cache = annotate(model, tokenizer, data, tmp_path / "c", SPEC, "fp1")
+    logits, reps = cache.load()
+    assert logits.shape == (30, 2) and reps.shape == (30, 32) and reps.dtype == np.float16
+    import torch
+
+    with torch.no_grad():
+        enc = tokenizer(data[5], return_tensors="pt", truncation=True, max_length=16)
+        direct = model(**enc, output_hidden_states=True)
+    assert np.allclose(logits[5], direct.logits[0].numpy(), atol=1e-4)
+    assert np.allclose(reps[5], direct.hidden_states[1][0, 0].numpy(), atol=1e-2)
+
+
+def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
+    model, tokenizer = teacher
+    data = texts(50)
+    cache = annotate(model, tokenizer, data, tmp_path / "c", SPEC, "fp1")
+    before_logits, before_reps = cache.load()
+    stamps = {i: cache.chunk_path(i).stat().st_mtime_ns for i in range(cache.num_chunks())}
+    cache.chunk_path(1).unlink()  # a run killed before chunk 1 was written
+    raw = cache.chunk_path(3).read_bytes()
+    cache.chunk_path(3).write_bytes(raw[: len(raw) // 2])  # a torn file
+    tampered = bytearray(cache.chunk_path(0).read_bytes())
+    tampered[-3] ^= 0xFF  # a flipped byte inside the tensor data
+    cache.chunk_path(0).write_bytes(bytes(tampered))
+    with pytest.raises(XDistilError, match="missing or damaged chunk"):
+        TransferCache(tmp_path / "c").load()
+    annotate(model, tokenizer, data, tmp_path / "c", SPEC, "fp1")
+    after = {i: cache.chunk_path(i).stat().st_mtime_ns for i in range(cache.num_chunks())}
+    redone = {i for i in stamps if after[i] != stamps[i]}
+    assert redone == {0, 1, 3}
+    logits, reps = cache.load()
+    assert np.array_equal(logits, before_logits) and np.array_equal(reps, before_reps)
+
+
+def test_a_cache_of_other_inputs_is_refused(teacher, tmp_path):
+    model, tokenizer = teacher
+    annotate(model, tokenizer, texts(10), tmp_path / "c", SPEC, "fp1")
+    with pytest.raises(XDistilError, match="another teacher, data or settings"):
+        annotate(model, tokenizer, texts(11), tmp_path / "c", SPEC, "fp2")
+
+
+def test_augmentation_is_seeded_and_new():
+    data = ["a truly great and moving film", "dull and tedious from start to end"]
+    config = AugmentConfig(factor=5, p_mask=0.2, p_swap=0.2, p_ngram=0.5)
+    first = augment_texts(data, config, "[MASK]", seed=1)
+    assert first == augment_texts(data, config, "[MASK]", seed=1)
+    assert first != augment_texts(data, config, "[MASK]", seed=2)
+    assert 0 < len(first) <= 10 and not set(first) & set(data)
+    assert augment_texts(data, AugmentConfig(factor=0), "[MASK]", seed=1) == []
