@@ -81,7 +81,7 @@ class StudentConfig(_Strict):
 
     arch: Literal["bilstm"] = "bilstm"
     emb_dim: int = Field(128, ge=2)
-    hidden: int = Field(192, ge=2)
+    hidden: int = Field(128, ge=2)
     layers: int = Field(1, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
     dense_dim: int | None = None

@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import AutoModelForSequenceClassification
 
-from xdistil.config import RunConfig, config_to_dict, save_config
+from xdistil.config import RunConfig, TeacherConfig, config_to_dict, save_config
 from xdistil.data.corpus import Corpus, load_corpus
 from xdistil.distill.runner import DistillData, StageCheckpoints, run_stages, with_gold
 from xdistil.distill.stages import Stage, expand_stages
@@ -54,6 +54,19 @@ def _first_difference(old: object, new: object, prefix: str = "") -> str | None:
                 return found
         return None
     return None if old == new else f"{prefix.rstrip('.')}: {old!r} -> {new!r}"
+
+
+def _warn_if_constant(reps: np.ndarray, teacher: TeacherConfig) -> None:
+    """Say so when the teacher representation barely varies across texts: the representation loss then teaches little."""
+    sample = reps[:5000].astype(np.float32)
+    spread = float(sample.var(axis=0).mean())
+    scale = float((sample**2).mean()) or 1.0
+    if spread < 1e-3 * scale:
+        log(
+            f"[yellow]warning:[/] the teacher representation (layer {teacher.layer if teacher.layer is not None else 'middle'}, "
+            f"pooling '{teacher.pooling}') is nearly the same for every text (variance {spread:.1e} vs mean square {scale:.1e}); "
+            f"the representation stage will teach little - try teacher.pooling: mean or another teacher.layer"
+        )
 
 
 class Run:
@@ -116,7 +129,9 @@ class Run:
     @cached_property
     def teacher_fingerprint(self) -> str:
         _ = self.corpus
-        return fingerprint(self.config.teacher.model_dump(mode="json"), self.data_fingerprint, self.config.seed)
+        # layer and pooling only change what annotation extracts, so they are not part of the teacher's identity
+        settings = self.config.teacher.model_dump(mode="json", exclude={"layer", "pooling"})
+        return fingerprint(settings, self.data_fingerprint, self.config.seed)
 
     @cached_property
     def teacher(self) -> torch.nn.Module:
@@ -228,6 +243,7 @@ class Run:
         caches, pad = self.caches, self.vocab.pad_id
         encoded = {name: [self.vocab.encode(ids) for ids in self.token_ids[name]] for name in ("transfer", "dev")}
         logits, reps = caches["transfer"].load()
+        _warn_if_constant(reps, self.config.teacher)
         transfer = with_gold(DistillData(encoded["transfer"], logits, reps, np.zeros(len(logits), np.int64), pad), self.corpus.train.labels)
         dev_logits, dev_reps = caches["dev"].load()
         dev = DistillData(encoded["dev"], dev_logits, dev_reps, np.asarray(self.corpus.dev.labels, np.int64), pad)

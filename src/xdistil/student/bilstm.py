@@ -17,7 +17,7 @@ class BiLSTMConfig:
     vocab_size: int
     num_labels: int
     emb_dim: int = 128
-    hidden: int = 192
+    hidden: int = 128
     layers: int = 1
     dropout: float = 0.2
     dense_dim: int = 384
