@@ -160,6 +160,11 @@ def config(
 
 def main() -> None:
     """Entry point: user errors are one line on stderr with exit code 2, never a traceback."""
+    from transformers.utils import logging as hf_logging
+
+    # a fresh classification head on a teacher is expected; transformers' load reports would only alarm
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         app(standalone_mode=False)
     except XDistilError as err:

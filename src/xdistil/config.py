@@ -46,7 +46,7 @@ class TeacherConfig(_Strict):
 
     model: str = "minilm-l6"
     finetune: bool = True
-    epochs: int = Field(6, ge=1)
+    epochs: int = Field(5, ge=1)
     lr: float = Field(5e-5, gt=0)
     batch_size: int = Field(32, ge=1)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
@@ -54,7 +54,9 @@ class TeacherConfig(_Strict):
     patience: int = Field(2, ge=1)
     max_length: int = Field(128, ge=8)
     layer: int | None = Field(None, description="hidden layer for the representation loss; default the middle one")
-    pooling: Literal["first", "mean"] = "first"
+    pooling: Literal["auto", "first", "mean"] = Field(
+        "auto", description="first token, mean over tokens, or auto: a sentence encoder's own pooling, else first"
+    )
 
 
 class AugmentConfig(_Strict):
@@ -118,8 +120,8 @@ class StageConfig(_Strict):
 def paper_schedule() -> list[StageConfig]:
     """The published order: representation, then soft logits and gold labels with gradual unfreezing."""
     return [
-        StageConfig(name="representation", losses={"representation": 1.0}, data="transfer", monitor="dev_loss"),
-        StageConfig(name="soft", losses={"soft": 1.0}, data="transfer", train=["output"], unfreeze="gradual"),
+        StageConfig(name="representation", losses={"representation": 1.0}, data="transfer", monitor="dev_loss", epochs=6),
+        StageConfig(name="soft", losses={"soft": 1.0}, data="transfer", train=["output"], unfreeze="gradual", epochs=6),
         StageConfig(name="gold", losses={"gold": 1.0}, data="labeled", train=["output"], unfreeze="gradual", epochs=4),
     ]
 
@@ -130,7 +132,7 @@ class DistillConfig(_Strict):
     stages: list[StageConfig] = Field(default_factory=paper_schedule)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(2e-3, gt=0)
-    epochs: int = Field(8, ge=1)
+    epochs: int = Field(6, ge=1)
     patience: int = Field(3, ge=1)
     restart_epochs: int = Field(0, ge=0, description="cosine warm-restart period in epochs; 0 = one cosine cycle")
     temperature: float = Field(1.0, gt=0)

@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import AutoModelForSequenceClassification
 
-from xdistil.config import RunConfig, TeacherConfig, config_to_dict, save_config
+from xdistil.config import RunConfig, config_to_dict, save_config
 from xdistil.data.corpus import Corpus, load_corpus
 from xdistil.distill.runner import DistillData, StageCheckpoints, run_stages, with_gold
 from xdistil.distill.stages import Stage, expand_stages
@@ -37,7 +37,7 @@ from xdistil.student.io import save_student
 from xdistil.student.vocab import PrunedVocab
 from xdistil.teacher.finetune import finetune_teacher
 from xdistil.teacher.inference import pad_teacher, resolve_layer
-from xdistil.teacher.models import count_parameters, load_classifier, load_tokenizer, teacher_label_order
+from xdistil.teacher.models import count_parameters, load_classifier, load_tokenizer, resolve_pooling, teacher_label_order
 from xdistil.transfer.augment import augment_texts
 from xdistil.transfer.cache import AnnotationSpec, TransferCache, annotate, atomic_write_json
 from xdistil.transfer.fingerprint import fingerprint, texts_fingerprint
@@ -56,15 +56,15 @@ def _first_difference(old: object, new: object, prefix: str = "") -> str | None:
     return None if old == new else f"{prefix.rstrip('.')}: {old!r} -> {new!r}"
 
 
-def _warn_if_constant(reps: np.ndarray, teacher: TeacherConfig) -> None:
+def _warn_if_constant(reps: np.ndarray, spec: dict) -> None:
     """Say so when the teacher representation barely varies across texts: the representation loss then teaches little."""
     sample = reps[:5000].astype(np.float32)
     spread = float(sample.var(axis=0).mean())
     scale = float((sample**2).mean()) or 1.0
     if spread < 1e-3 * scale:
         log(
-            f"[yellow]warning:[/] the teacher representation (layer {teacher.layer if teacher.layer is not None else 'middle'}, "
-            f"pooling '{teacher.pooling}') is nearly the same for every text (variance {spread:.1e} vs mean square {scale:.1e}); "
+            f"warning: the teacher representation (layer {spec['layer']}, "
+            f"pooling '{spec['pooling']}') is nearly the same for every text (variance {spread:.1e} vs mean square {scale:.1e}); "
             f"the representation stage will teach little - try teacher.pooling: mean or another teacher.layer"
         )
 
@@ -184,7 +184,7 @@ class Run:
             batch_size=config.transfer.batch_size,
             chunk_size=config.transfer.chunk_size,
             layer=resolve_layer(teacher, config.teacher.layer),
-            pooling=config.teacher.pooling,
+            pooling=resolve_pooling(config.teacher.model, config.teacher.pooling),
             dtype=config.transfer.dtype,
         )
         parts = {"transfer": self.transfer_texts, "dev": self.corpus.dev.texts, "test": self.corpus.test.texts}
@@ -243,7 +243,7 @@ class Run:
         caches, pad = self.caches, self.vocab.pad_id
         encoded = {name: [self.vocab.encode(ids) for ids in self.token_ids[name]] for name in ("transfer", "dev")}
         logits, reps = caches["transfer"].load()
-        _warn_if_constant(reps, self.config.teacher)
+        _warn_if_constant(reps, caches["transfer"].manifest)
         transfer = with_gold(DistillData(encoded["transfer"], logits, reps, np.zeros(len(logits), np.int64), pad), self.corpus.train.labels)
         dev_logits, dev_reps = caches["dev"].load()
         dev = DistillData(encoded["dev"], dev_logits, dev_reps, np.asarray(self.corpus.dev.labels, np.int64), pad)

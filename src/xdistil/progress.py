@@ -16,25 +16,25 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def log(message: str) -> None:
     """One line of run log on stderr."""
-    console.print(message, highlight=False)
+    console.print(message, highlight=False, markup=False)
 
 
 @contextmanager
 def bar(total: int, description: str) -> Iterator[Progress]:
     """A progress bar with count, elapsed time and ETA; the task id is always 0. XDISTIL_QUIET=1 hides it."""
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
+        TextColumn("{task.fields[info]}", markup=False),
         console=console,
         transient=not console.is_terminal,
         disable=os.environ.get("XDISTIL_QUIET") == "1",

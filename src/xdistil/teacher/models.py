@@ -34,6 +34,26 @@ def resolve_teacher(name: str) -> str:
     return name
 
 
+def resolve_pooling(name: str, pooling: str) -> str:
+    """'auto' follows a sentence-transformers folder's own pooling (mean or first token), else 'first'.
+
+    Sentence encoders are trained through their pooling; the first-token vector of such a model
+    can be nearly constant across texts and then teaches a student nothing.
+    """
+    if pooling != "auto":
+        return pooling
+    folder = Path(resolve_teacher(name))
+    modules = folder / "modules.json"
+    if not modules.is_file():
+        return "first"
+    for module in json.loads(modules.read_text(encoding="utf-8")):
+        if module.get("type", "").endswith("Pooling"):
+            settings = folder / module.get("path", "") / "config.json"
+            if settings.is_file() and json.loads(settings.read_text(encoding="utf-8")).get("pooling_mode_mean_tokens"):
+                return "mean"
+    return "first"
+
+
 def _load_error(name: str, err: Exception) -> XDistilError:
     first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
     return XDistilError(f"teacher '{name}': could not load a model ({type(err).__name__}: {first})")
