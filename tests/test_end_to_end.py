@@ -88,3 +88,12 @@ def test_a_run_folder_refuses_another_config(finished, tiny_teacher, sentiment_f
     with pytest.raises(XDistilError, match=r"another config \(seed: 3 -> 4\)"):
         Run(changed)
     assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 3
+
+
+def test_a_run_that_failed_before_any_step_accepts_a_corrected_config(tiny_teacher, sentiment_files, tmp_path):
+    out = tmp_path / "fresh"
+    wrong = tiny_run_config(tiny_teacher, sentiment_files, out, teacher={"model": str(tmp_path / "typo")})
+    with pytest.raises(XDistilError, match="folder does not exist"):
+        Run(wrong).run(until="finetune")
+    Run(tiny_run_config(tiny_teacher, sentiment_files, out)).run(until="finetune")
+    assert (out / "teacher" / "model.safetensors").is_file()

@@ -40,6 +40,16 @@ def test_bom_crlf_and_bz2_are_accepted(tmp_path):
         assert table.labels == ["pos", "neg"]
 
 
+def test_unicode_line_separators_stay_inside_a_text(tmp_path):
+    path = tmp_path / "u.jsonl"
+    text = "first part\u2028second part\x85third"
+    path.write_text(json.dumps({"text": text, "label": "pos"}, ensure_ascii=False) + "\r\n", encoding="utf-8")
+    assert read_labeled(path).texts == [text]
+    plain = tmp_path / "u.txt"
+    plain.write_text("a\u2028b\nc\n", encoding="utf-8")
+    assert read_unlabeled(plain).texts == ["a\u2028b", "c"]
+
+
 def test_unlabeled_text_skips_and_counts_blank_lines(tmp_path):
     path = tmp_path / "u.txt"
     path.write_text("one\n\n  \ntwo\nthree\n")
@@ -85,3 +95,28 @@ def test_missing_file_and_unknown_format(tmp_path):
     (tmp_path / "x.parquet").write_text("x")
     with pytest.raises(XDistilError, match="unsupported labeled format"):
         read_labeled(tmp_path / "x.parquet")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40).map(str.strip).filter(bool)
+_label = st.sampled_from(["pos", "neg", "neutral", "a,b", 'q"t'])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(_text, _label), min_size=1, max_size=15), st.sampled_from(["csv", "tsv", "jsonl"]))
+def test_any_valid_file_round_trips(tmp_path_factory, rows, fmt):
+    import csv as csv_module
+
+    path = tmp_path_factory.mktemp("rt") / f"data.{fmt}"
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in rows), encoding="utf-8")
+    else:
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv_module.writer(handle, delimiter="," if fmt == "csv" else "\t")
+            writer.writerow(["text", "label"])
+            writer.writerows(rows)
+    table = read_labeled(path)
+    assert table.texts == [t for t, _ in rows]
+    assert table.labels == [l for _, l in rows]

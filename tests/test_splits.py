@@ -63,3 +63,16 @@ def test_single_class_train_is_an_error(tmp_path):
 def test_sentence_splitting_keeps_short_fragments_attached():
     text = "A man walks in. He sits. Then the bank is robbed by three blind men! What next?"
     assert split_sentences(text) == ["A man walks in. He sits.", "Then the bank is robbed by three blind men! What next?"]
+
+
+def test_datasets_path_reads_splits_and_class_label_names(tmp_path):
+    """`data.dataset` goes through datasets.load_dataset: a local folder stands in for a hub name here."""
+    folder = tmp_path / "hubset"
+    folder.mkdir()
+    write_csv(folder / "train.csv", [(f"good {i}", "pos") for i in range(6)] + [(f"bad {i}", "neg") for i in range(6)])
+    write_csv(folder / "test.csv", [("good x", "pos"), ("bad y", "neg")])
+    corpus = load_corpus(DataConfig(dataset=str(folder), dev_size=0.25))
+    assert corpus.label_names == ["neg", "pos"]
+    assert len(corpus.test) == 2 and len(corpus.dev) == 3 and len(corpus.train) == 9
+    with pytest.raises(XDistilError, match="could not load from the hub"):
+        load_corpus(DataConfig(dataset=str(tmp_path / "no_such_dataset")))

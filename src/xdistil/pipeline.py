@@ -83,7 +83,9 @@ class Run:
     def _prepare_folder(self, overwrite: bool) -> None:
         saved = self.out / "config.yaml"
         current = config_to_dict(self.config)
-        if saved.is_file() and not overwrite:
+        # only finished work is protected: a run that failed before any step may be re-run with a corrected config
+        has_work = any((self.out / name).exists() for name in ("teacher", "cache", "checkpoints", "student"))
+        if saved.is_file() and has_work and not overwrite:
             import yaml
 
             old = yaml.safe_load(saved.read_text(encoding="utf-8"))
@@ -109,7 +111,7 @@ class Run:
             corpus.train.labels, corpus.dev.labels, corpus.test.labels,
         )
         path = self.out / "data.json"
-        if path.is_file():
+        if path.is_file() and (self.out / "teacher").exists():
             old = json.loads(path.read_text(encoding="utf-8"))
             if old.get("fingerprint") != data_fp:
                 raise XDistilError(f"{self.out}: the data files changed since this run folder was made; use another --out or --overwrite")
@@ -200,12 +202,15 @@ class Run:
     # ---- student ----
     @cached_property
     def token_ids(self) -> dict[str, list[list[int]]]:
+        """Teacher token ids per part, truncated to teacher.max_length; truncations are counted in the run notes."""
         length = self.config.teacher.max_length
-        return {
-            "transfer": tokenize(self.tokenizer, self.transfer_texts, length)[0],
-            "dev": tokenize(self.tokenizer, self.corpus.dev.texts, length)[0],
-            "test": tokenize(self.tokenizer, self.corpus.test.texts, length)[0],
-        }
+        parts = {"transfer": self.transfer_texts, "dev": self.corpus.dev.texts, "test": self.corpus.test.texts}
+        result = {}
+        for name, texts in parts.items():
+            result[name], cut = tokenize(self.tokenizer, texts, length)
+            if cut:
+                self.corpus.notes.append(f"{name}: {cut} texts longer than {length} word pieces were truncated")
+        return result
 
     @cached_property
     def vocab(self) -> PrunedVocab:

@@ -70,6 +70,18 @@ def _encode(table: Table, names: list[str], role: str) -> Split:
     return Split(list(table.texts), [index[label] for label in table.labels])
 
 
+def _carve_size(table: Table, size: float, role: str) -> int:
+    """How many examples to carve for dev or test; refusing a split that would be empty or leave no train."""
+    n = len(table.texts)
+    count = resolve_size(size, n)
+    if count < 1 or count >= n:
+        raise XDistilError(
+            f"{table.path}: too few examples ({n}) to carve a {role} split with {role}_size {size}; "
+            f"give data.{role} as a file or use more labeled data"
+        )
+    return count
+
+
 def _hub_tables(config: DataConfig) -> tuple[Table, Table | None, Table | None]:
     try:
         import datasets
@@ -118,12 +130,12 @@ def load_corpus(config: DataConfig) -> Corpus:
     groups = train_table.groups
     seed = config.split_seed
     if test_table is None:
-        size = resolve_size(config.test_size, len(train_table.texts))
+        size = _carve_size(train_table, config.test_size, "test")
         test_idx, rest_idx = carve(len(train_table.texts), size, seed, groups)
         test_table, train_table = _subset(train_table, test_idx), _subset(train_table, rest_idx)
         notes.append(f"test carved from train: {len(test_idx)} examples (seed {seed}{', by ' + group_column if group_column else ''})")
     if dev_table is None:
-        size = resolve_size(config.dev_size, len(train_table.texts))
+        size = _carve_size(train_table, config.dev_size, "dev")
         dev_idx, rest_idx = carve(len(train_table.texts), size, seed + 1, train_table.groups)
         dev_table, train_table = _subset(train_table, dev_idx), _subset(train_table, rest_idx)
         notes.append(f"dev carved from train: {len(dev_idx)} examples")

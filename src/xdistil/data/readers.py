@@ -61,6 +61,14 @@ def read_text_file(path: Path) -> str:
         raise XDistilError(f"{path}: line {line}: bytes that are not UTF-8 (at byte {err.start}); save the file as UTF-8") from None
 
 
+def _lines(content: str) -> list[str]:
+    """Lines split on \\n only (a trailing \\r dropped): str.splitlines would also split inside text at U+2028 or U+0085."""
+    lines = content.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def _is_missing(value: object) -> bool:
     if value is None:
         return True
@@ -138,7 +146,7 @@ def _read_delimited(path: Path, delimiter: str, text_column: str, label_column: 
 def _read_jsonl(path: Path, text_column: str, label_column: str | None, group_column: str | None) -> Table:
     content = read_text_file(path)
     records: list[tuple[int, dict]] = []
-    for number, line in enumerate(content.splitlines(), start=1):
+    for number, line in enumerate(_lines(content), start=1):
         if not line.strip():
             continue
         try:
@@ -175,7 +183,7 @@ def read_unlabeled(path: str | Path, text_column: str = "text") -> Table:
         return _read_delimited(path, TABLE_FORMATS["." + fmt], text_column, None, None)
     if fmt == "jsonl":
         return _read_jsonl(path, text_column, None, None)
-    lines = read_text_file(path).splitlines()
+    lines = _lines(read_text_file(path))
     texts = [line.strip() for line in lines if line.strip()]
     if not texts:
         raise XDistilError(f"{path}: no text; expected one example per line")

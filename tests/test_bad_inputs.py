@@ -1,0 +1,93 @@
+"""Every case of the bad-input corpus (tests/bad_inputs/, table in docs/bad-input.md) through the CLI.
+
+Each either succeeds with a documented, counted handling, or exits with code 2 and one line
+naming the file, the line or field, and what was expected.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_cli import assert_one_line_error, xdistil
+
+BAD = Path(__file__).parent / "bad_inputs"
+GOOD = BAD / "utf8_bom.csv"
+
+
+def _config(tmp_path: Path, teacher: Path, train: Path, dev: Path = GOOD, test: Path = GOOD, **teacher_settings) -> Path:
+    values = {
+        "out": str(tmp_path / "run"),
+        "device": "cpu",
+        "data": {"train": str(train), "dev": str(dev), "test": str(test)},
+        "teacher": {"model": str(teacher), "epochs": 1, "max_length": 32, **teacher_settings},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+REFUSED = [
+    ("empty.csv", "train", ["empty.csv: empty file; expected a header row"]),
+    ("header_only.csv", "train", ["header_only.csv: only a header, no rows"]),
+    ("missing_text_column.csv", "train", ["missing_text_column.csv: line 1: no column 'text'"]),
+    ("missing_label_column.csv", "train", ["missing_label_column.csv: line 1: no column 'label'"]),
+    ("wrong_delimiter.csv", "train", ["wrong_delimiter.csv: line 1: no column 'text'", "another delimiter"]),
+    ("ragged_rows.csv", "train", ["ragged_rows.csv: line 3: 3 fields, expected 2"]),
+    ("non_utf8.csv", "train", ["non_utf8.csv: line 3: bytes that are not UTF-8"]),
+    ("empty_text_cell.csv", "train", ["empty_text_cell.csv: line 3: empty text in 'text'"]),
+    ("empty_label.csv", "train", ["empty_label.csv: line 3: missing label in 'label'"]),
+    ("nan_label.csv", "train", ["nan_label.csv: line 3: missing label in 'label'"]),
+    ("unseen_label.csv", "test", ["unseen_label.csv: test label 'meh' (example 2) never occurs in train"]),
+    ("one_class.csv", "train", ["one_class.csv: train has a single class 'pos'"]),
+    ("broken_line.jsonl", "train", ["broken_line.jsonl: line 2: not valid JSON"]),
+]
+
+
+@pytest.mark.parametrize("name, role, fragments", REFUSED, ids=[case[0] for case in REFUSED])
+def test_bad_data_file_is_refused_in_one_line(tmp_path, tiny_teacher, name, role, fragments):
+    files = {"train": GOOD, "dev": GOOD, "test": GOOD, role: BAD / name}
+    result = xdistil("finetune", str(_config(tmp_path, tiny_teacher, **files)))
+    assert_one_line_error(result, *fragments)
+
+
+@pytest.mark.parametrize("name", ["utf8_bom.csv", "crlf.csv"])
+def test_bom_and_crlf_files_are_read_as_is(tmp_path, tiny_teacher, name):
+    result = xdistil("finetune", str(_config(tmp_path, tiny_teacher, BAD / name, dev=BAD / "crlf.csv")))
+    assert result.returncode == 0, result.stderr
+    assert "data: train 4," in result.stderr
+
+
+def test_lines_longer_than_max_length_are_truncated_and_counted(tmp_path, tiny_teacher):
+    result = xdistil("annotate", str(_config(tmp_path, tiny_teacher, BAD / "long_lines.csv", dev=BAD / "long_lines.csv")))
+    assert result.returncode == 0, result.stderr
+    assert "teacher labels transfer: 4 texts longer than 32 word pieces were truncated" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "name, fragments",
+    [("unknown_key.yaml", ["unknown_key.yaml: unknown key 'studnet'"]), ("wrong_type.yaml", ["wrong_type.yaml: field 'distill.epochs'"])],
+)
+def test_bad_config_is_refused_in_one_line(name, fragments):
+    assert_one_line_error(xdistil("run", str(BAD / name)), *fragments)
+
+
+def test_teacher_that_is_not_a_model(tmp_path):
+    folder = tmp_path / "not_a_model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert_one_line_error(xdistil("finetune", str(_config(tmp_path, folder, GOOD))), "not_a_model", "could not load a model")
+    missing = tmp_path / "gone"
+    assert_one_line_error(xdistil("finetune", str(_config(tmp_path, missing, GOOD))), "gone", "folder does not exist")
+
+
+def test_too_few_examples_to_carve_dev_is_refused(tmp_path, tiny_teacher):
+    values = yaml.safe_load(_config(tmp_path, tiny_teacher, GOOD).read_text())
+    values["data"].pop("dev")
+    path = tmp_path / "carve.yaml"
+    path.write_text(yaml.safe_dump(values))
+    assert_one_line_error(xdistil("finetune", str(path)), "dev_size", "too few")
+    shutil.rmtree(tmp_path / "run", ignore_errors=True)
