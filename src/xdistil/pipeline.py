@@ -37,7 +37,14 @@ from xdistil.student.io import save_student
 from xdistil.student.vocab import PrunedVocab
 from xdistil.teacher.finetune import finetune_teacher
 from xdistil.teacher.inference import pad_teacher, resolve_layer
-from xdistil.teacher.models import count_parameters, load_classifier, load_tokenizer, resolve_pooling, teacher_label_order
+from xdistil.teacher.models import (
+    count_parameters,
+    load_classifier,
+    load_tokenizer,
+    resolve_pooling,
+    resolve_teacher,
+    teacher_label_order,
+)
 from xdistil.transfer.augment import augment_texts
 from xdistil.transfer.cache import AnnotationSpec, TransferCache, annotate, atomic_write_json
 from xdistil.transfer.fingerprint import fingerprint, texts_fingerprint
@@ -394,6 +401,7 @@ class Run:
         """Run the steps up to and including `until`; earlier finished steps are loaded, not redone."""
         if until not in STEPS:
             raise XDistilError(f"unknown step '{until}'; expected one of {', '.join(STEPS)}")
+        resolve_teacher(self.config.teacher.model)  # a mistyped teacher fails before any data is read
         _ = self.teacher
         if until == "finetune":
             return None
