@@ -41,7 +41,7 @@ def test_corpus_carves_dev_and_test_by_group_and_moves_surplus_to_transfer(tmp_p
     assert len(corpus.test) >= 40 and len(corpus.dev) >= 20
     movie = {t: m for t, _, m in rows}
     test_movies = {movie[t] for t in corpus.test.texts}
-    assert not test_movies & {movie[t] for t in corpus.train.texts + corpus.dev.texts + corpus.transfer}
+    assert not test_movies & {movie[t] for t in corpus.train.texts + corpus.dev.texts + list(corpus.transfer)}
     assert len(corpus.train) + len(corpus.dev) + len(corpus.test) + len(corpus.transfer) == 200
     assert corpus.label_names == ["neg", "pos"]
     assert load_corpus(config).train.texts == corpus.train.texts

@@ -32,8 +32,9 @@ SPEC = AnnotationSpec(max_length=16, batch_size=8, chunk_size=12, layer=1, pooli
 def test_annotation_matches_a_direct_forward_pass(teacher, tmp_path):
     model, tokenizer = teacher
     data = texts(30)
-    cache = annotate(model, tokenizer, data, tmp_path / "c", SPEC, "fp1")
-    logits, reps = cache.load()
+    cache = annotate(model, tokenizer, iter(data), len(data), tmp_path / "c", SPEC, "fp1")
+    ids, logits, reps = cache.load()
+    assert ids[5].tolist() == tokenizer(data[5], truncation=True, max_length=16)["input_ids"]
     assert logits.shape == (30, 2) and reps.shape == (30, 32) and reps.dtype == np.float16
     import torch
 
@@ -47,8 +48,8 @@ def test_annotation_matches_a_direct_forward_pass(teacher, tmp_path):
 def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
     model, tokenizer = teacher
     data = texts(50)
-    cache = annotate(model, tokenizer, data, tmp_path / "c", SPEC, "fp1")
-    before_logits, before_reps = cache.load()
+    cache = annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1")
+    _, before_logits, before_reps = cache.load()
     stamps = {i: cache.chunk_path(i).stat().st_mtime_ns for i in range(cache.num_chunks())}
     cache.chunk_path(1).unlink()  # a run killed before chunk 1 was written
     raw = cache.chunk_path(3).read_bytes()
@@ -58,19 +59,19 @@ def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
     cache.chunk_path(0).write_bytes(bytes(tampered))
     with pytest.raises(XDistilError, match="missing or damaged chunk"):
         TransferCache(tmp_path / "c").load()
-    annotate(model, tokenizer, data, tmp_path / "c", SPEC, "fp1")
+    annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1")
     after = {i: cache.chunk_path(i).stat().st_mtime_ns for i in range(cache.num_chunks())}
     redone = {i for i in stamps if after[i] != stamps[i]}
     assert redone == {0, 1, 3}
-    logits, reps = cache.load()
+    _, logits, reps = cache.load()
     assert np.array_equal(logits, before_logits) and np.array_equal(reps, before_reps)
 
 
 def test_a_cache_of_other_inputs_is_refused(teacher, tmp_path):
     model, tokenizer = teacher
-    annotate(model, tokenizer, texts(10), tmp_path / "c", SPEC, "fp1")
+    annotate(model, tokenizer, texts(10), 10, tmp_path / "c", SPEC, "fp1")
     with pytest.raises(XDistilError, match="another teacher, data or settings"):
-        annotate(model, tokenizer, texts(11), tmp_path / "c", SPEC, "fp2")
+        annotate(model, tokenizer, texts(11), 11, tmp_path / "c", SPEC, "fp2")
 
 
 def test_augmentation_is_seeded_and_new():
@@ -81,3 +82,39 @@ def test_augmentation_is_seeded_and_new():
     assert first != augment_texts(data, config, "[MASK]", seed=2)
     assert 0 < len(first) <= 10 and not set(first) & set(data)
     assert augment_texts(data, AugmentConfig(factor=0), "[MASK]", seed=1) == []
+
+
+def test_transfer_batches_visit_every_row_once_per_epoch_from_a_bounded_window(teacher, tmp_path):
+    from xdistil.distill.losses import IGNORE
+    from xdistil.distill.runner import TransferBatches
+    from xdistil.student.vocab import PrunedVocab
+
+    model, tokenizer = teacher
+    import random
+
+    rng = random.Random(5)
+    data = list(dict.fromkeys(make_sentence(rng, rng.choice(["pos", "neg"])) for _ in range(80)))[:50]
+    assert len(data) == 50
+    cache = annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1")  # 5 chunks of 12, the last of 2
+    vocab = PrunedVocab.from_counts(cache.token_counts(len(tokenizer)), tokenizer.all_special_ids, tokenizer.unk_token_id, tokenizer.pad_token_id)
+    all_ids, _, _ = cache.load()
+    row_of = {tuple(vocab.encode(ids).tolist()): row for row, ids in enumerate(all_ids)}
+    assert len(row_of) == 50
+    labels = [1, 0, 1]
+    batches = TransferBatches(cache, vocab, labels, batch_size=5, seed=3, window=2)
+    orders = []
+    for epoch in (1, 2):
+        batches.set_epoch(epoch)
+        seen = []
+        count = 0
+        for batch in batches:
+            count += 1
+            assert batch["input_ids"].shape[0] <= 5
+            for ids, length, gold in zip(batch["input_ids"], batch["lengths"], batch["labels"]):
+                row = row_of[tuple(ids[: int(length)].tolist())]
+                seen.append(row)
+                assert int(gold) == (labels[row] if row < 3 else IGNORE)
+        assert count == len(batches)
+        assert sorted(seen) == list(range(50))
+        orders.append(seen)
+    assert orders[0] != orders[1]

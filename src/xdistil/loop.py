@@ -105,8 +105,9 @@ def fit(
         optimizer = torch.optim.AdamW(all_params, lr=settings.lr, weight_decay=settings.weight_decay)
     else:
         optimizer = torch.optim.Adam(all_params, lr=settings.lr, weight_decay=settings.weight_decay)
-    sampler = getattr(train_batches, "batch_sampler", None)
-    loader = accelerator.prepare_data_loader(train_batches) if isinstance(train_batches, torch.utils.data.DataLoader) else train_batches
+    is_loader = isinstance(train_batches, torch.utils.data.DataLoader)
+    sampler = getattr(train_batches, "batch_sampler", None) if is_loader else train_batches
+    loader = accelerator.prepare_data_loader(train_batches) if is_loader else train_batches
     steps_per_epoch = len(loader)
     total = steps_per_epoch * settings.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -129,6 +130,8 @@ def fit(
                 m.train()
             started, running, count = time.perf_counter(), 0.0, 0
             for step, batch in enumerate(loader, start=1):
+                if not is_loader:  # a prepared DataLoader places batches itself
+                    batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 with accelerator.autocast():
                     loss = compute_loss(batch)
                 if not torch.isfinite(loss):

@@ -7,10 +7,12 @@ for another config or other data.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from transformers import AutoModelForSequenceClassification
 
 from xdistil.config import RunConfig, config_to_dict, save_config
 from xdistil.data.corpus import Corpus, load_corpus
-from xdistil.distill.runner import DistillData, StageCheckpoints, run_stages, with_gold
+from xdistil.distill.runner import DistillData, StageCheckpoints, TransferBatches, cached_data, run_stages
 from xdistil.distill.stages import Stage, expand_stages
 from xdistil.errors import XDistilError
 from xdistil.evaluation.latency import measure_latency
@@ -32,7 +34,7 @@ from xdistil.loop import StageHistory
 from xdistil.progress import log
 from xdistil.student.bilstm import BiLSTMConfig, BiLSTMStudent
 from xdistil.student.embeddings import pca_compress
-from xdistil.student.inputs import pad_batch, tokenize
+from xdistil.student.inputs import pad_batch
 from xdistil.student.io import save_student
 from xdistil.student.vocab import PrunedVocab
 from xdistil.teacher.finetune import finetune_teacher
@@ -45,7 +47,7 @@ from xdistil.teacher.models import (
     resolve_teacher,
     teacher_label_order,
 )
-from xdistil.transfer.augment import augment_texts
+from xdistil.transfer.augment import WordPool, augment_stream
 from xdistil.transfer.cache import AnnotationSpec, TransferCache, annotate, atomic_write_json
 from xdistil.transfer.fingerprint import fingerprint, texts_fingerprint
 
@@ -114,7 +116,8 @@ class Run:
     def corpus(self) -> Corpus:
         corpus = load_corpus(self.config.data)
         data_fp = fingerprint(
-            corpus.label_names, [texts_fingerprint(t) for t in (corpus.train.texts, corpus.dev.texts, corpus.test.texts, corpus.transfer)],
+            corpus.label_names,
+            [texts_fingerprint(t) for t in (corpus.train.texts, corpus.dev.texts, corpus.test.texts)] + [corpus.transfer.scan()[1]],
             corpus.train.labels, corpus.dev.labels, corpus.test.labels,
         )
         path = self.out / "data.json"
@@ -175,14 +178,31 @@ class Run:
         return teacher_label_order(self.teacher, self.corpus.label_names)
 
     # ---- transfer set ----
+    def transfer_stream(self) -> Iterator[str]:
+        """Train texts first (so gold labels line up with the first rows), then the unlabeled transfer
+        set, then its augmentations: read lazily, never held in memory."""
+        corpus, augment = self.corpus, self.config.transfer.augment
+        mask = self.tokenizer.mask_token or "[MASK]"
+        augmented = augment_stream(corpus.transfer, augment, mask, self.config.seed, self.word_pool) if augment.factor else ()
+        return itertools.chain(corpus.train.texts, corpus.transfer, augmented)
+
     @cached_property
-    def transfer_texts(self) -> list[str]:
-        """Train texts first (so gold labels line up), then the unlabeled transfer set, then augmentations."""
-        corpus = self.corpus
-        augmented = augment_texts(corpus.transfer, self.config.transfer.augment, self.tokenizer.mask_token or "[MASK]", self.config.seed)
-        if augmented:
-            log(f"augmentation: {len(augmented):,} new transfer texts from {len(corpus.transfer):,}")
-        return corpus.train.texts + corpus.transfer + augmented
+    def word_pool(self) -> WordPool:
+        return WordPool(self.corpus.transfer)
+
+    @cached_property
+    def transfer_count(self) -> tuple[int, str]:
+        """(number of texts in the transfer stream, its fingerprint)."""
+        corpus, augment = self.corpus, self.config.transfer.augment
+        n_transfer, transfer_fp, _ = corpus.transfer.scan()
+        count = len(corpus.train) + n_transfer
+        if augment.factor:
+            mask = self.tokenizer.mask_token or "[MASK]"
+            added = sum(1 for _ in augment_stream(corpus.transfer, augment, mask, self.config.seed, self.word_pool))
+            log(f"augmentation: {added:,} new transfer texts from {n_transfer:,}")
+            count += added
+        fp = fingerprint(texts_fingerprint(corpus.train.texts), transfer_fp, augment.model_dump(mode="json"), self.config.seed)
+        return count, fp
 
     @cached_property
     def caches(self) -> dict[str, TransferCache]:
@@ -196,35 +216,30 @@ class Run:
             pooling=resolve_pooling(config.teacher.model, config.teacher.pooling),
             dtype=config.transfer.dtype,
         )
-        parts = {"transfer": self.transfer_texts, "dev": self.corpus.dev.texts, "test": self.corpus.test.texts}
+        count, transfer_fp = self.transfer_count
+        parts = {
+            "transfer": (self.transfer_stream(), count, transfer_fp),
+            "dev": (self.corpus.dev.texts, len(self.corpus.dev), texts_fingerprint(self.corpus.dev.texts)),
+            "test": (self.corpus.test.texts, len(self.corpus.test), texts_fingerprint(self.corpus.test.texts)),
+        }
         caches = {}
-        for name, texts in parts.items():
-            fp = fingerprint(self.teacher_fingerprint, spec.__dict__, texts_fingerprint(texts))
+        for name, (texts, n, texts_fp) in parts.items():
+            fp = fingerprint(self.teacher_fingerprint, spec.__dict__, texts_fp)
             caches[name] = annotate(
-                teacher, self.tokenizer, texts, self.out / "cache" / name, spec, fp, self.label_order, f"teacher labels {name}"
+                teacher, self.tokenizer, texts, n, self.out / "cache" / name, spec, fp, self.label_order, f"teacher labels {name}"
             )
+            cut = caches[name].truncated()
+            if cut:
+                self.corpus.notes.append(f"{name}: {cut} texts longer than {spec.max_length} word pieces were truncated")
         self._timed("annotate", started)
         return caches
 
     # ---- student ----
     @cached_property
-    def token_ids(self) -> dict[str, list[list[int]]]:
-        """Teacher token ids per part, truncated to teacher.max_length; truncations are counted in the run notes."""
-        length = self.config.teacher.max_length
-        parts = {"transfer": self.transfer_texts, "dev": self.corpus.dev.texts, "test": self.corpus.test.texts}
-        result = {}
-        for name, texts in parts.items():
-            result[name], cut = tokenize(self.tokenizer, texts, length)
-            if cut:
-                self.corpus.notes.append(f"{name}: {cut} texts longer than {length} word pieces were truncated")
-        return result
-
-    @cached_property
     def vocab(self) -> PrunedVocab:
         tok = self.tokenizer
-        vocab = PrunedVocab.from_token_ids(
-            self.token_ids["transfer"], len(tok), tok.all_special_ids, tok.unk_token_id, tok.pad_token_id, self.config.student.min_count
-        )
+        counts = self.caches["transfer"].token_counts(len(tok))
+        vocab = PrunedVocab.from_counts(counts, tok.all_special_ids, tok.unk_token_id, tok.pad_token_id, self.config.student.min_count)
         log(f"student vocabulary: {len(vocab):,} of the teacher's {len(tok):,} word pieces")
         return vocab
 
@@ -251,15 +266,15 @@ class Run:
         return model.to(self.accelerator.device)
 
     @cached_property
-    def distill_data(self) -> dict[str, DistillData]:
-        caches, pad = self.caches, self.vocab.pad_id
-        encoded = {name: [self.vocab.encode(ids) for ids in self.token_ids[name]] for name in ("transfer", "dev")}
-        logits, reps = caches["transfer"].load()
-        _warn_if_constant(reps, caches["transfer"].manifest)
-        transfer = with_gold(DistillData(encoded["transfer"], logits, reps, np.zeros(len(logits), np.int64), pad), self.corpus.train.labels)
-        dev_logits, dev_reps = caches["dev"].load()
-        dev = DistillData(encoded["dev"], dev_logits, dev_reps, np.asarray(self.corpus.dev.labels, np.int64), pad)
-        return {"transfer": transfer, "labeled": transfer.subset(slice(0, len(self.corpus.train))), "dev": dev}
+    def distill_data(self) -> dict[str, DistillData | TransferBatches]:
+        """The transfer set streams from its cache; the labeled rows (its first rows) and dev are small, in memory."""
+        caches, vocab, labels = self.caches, self.vocab, self.corpus.train.labels
+        _warn_if_constant(caches["transfer"].chunk(0)[2], caches["transfer"].manifest)
+        return {
+            "transfer": TransferBatches(caches["transfer"], vocab, labels, self.config.distill.batch_size, self.config.seed),
+            "labeled": cached_data(caches["transfer"], vocab, labels, stop=len(labels)),
+            "dev": cached_data(caches["dev"], vocab, self.corpus.dev.labels),
+        }
 
     def _train(self, name: str, stages: list[Stage]) -> tuple[BiLSTMStudent, list[StageHistory]]:
         data = self.distill_data
@@ -267,6 +282,7 @@ class Run:
         fp = fingerprint(
             name,
             self.caches["transfer"].manifest["fingerprint"],
+            len(self.vocab),
             self.config.student.model_dump(mode="json"),
             self.config.distill.model_dump(mode="json"),
             [s.__dict__ for s in stages],
@@ -314,7 +330,7 @@ class Run:
         config = self.config.evaluation
         teacher = self.teacher.to("cpu").eval()
         student = student.to("cpu").eval()
-        ids = self.token_ids["test"]
+        ids = self.caches["test"].load()[0]
         result: dict[str, dict[str, dict[str, float]]] = {"teacher": {}, "student": {}}
         for size in config.latency_batch_sizes:
             count = config.latency_repeats
@@ -333,8 +349,8 @@ class Run:
         started = time.perf_counter()
         corpus, config = self.corpus, self.config
         gold = np.asarray(corpus.test.labels)
-        teacher_logits, _ = self.caches["test"].load()
-        test_ids = [self.vocab.encode(ids) for ids in self.token_ids["test"]]
+        test_cache = cached_data(self.caches["test"], self.vocab, corpus.test.labels)
+        teacher_logits, test_ids = test_cache.teacher_logits, test_cache.ids
         threads = config.evaluation.threads or torch.get_num_threads()
         torch.set_num_threads(threads)
         latency = self._latency(student)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from xdistil.config import DataConfig
 from xdistil.data.builtin import BUILTIN_DATASETS, rotten_tomatoes_files
-from xdistil.data.readers import Table, read_labeled, read_unlabeled
+from xdistil.data.readers import Table, iter_unlabeled, read_labeled
 from xdistil.data.splits import carve, resolve_size
 from xdistil.errors import XDistilError
 
@@ -27,6 +29,54 @@ class Split:
 
 
 @dataclass
+class TextStream:
+    """Unlabeled texts in a fixed order, read lazily from in-memory lists and files: any size fits in memory.
+
+    `scan()` makes one pass to count, fingerprint and check every text; iterating reads the files again.
+    """
+
+    parts: list[list[str] | Path]
+    text_column: str = "text"
+    split_sentences: bool = False
+    _scan: tuple[int, str, list[str]] | None = field(default=None, repr=False)
+
+    def _part(self, part: list[str] | Path, notes: list[str] | None) -> Iterator[str]:
+        source = part if isinstance(part, list) else iter_unlabeled(part, self.text_column, notes)
+        if not self.split_sentences or isinstance(part, list):
+            yield from source
+            return
+        texts = sentences = 0
+        for text in source:
+            texts += 1
+            for sentence in split_sentences(text):
+                sentences += 1
+                yield sentence
+        if notes is not None:
+            notes.append(f"{Path(part).name}: {texts} texts split into {sentences} sentences")
+
+    def __iter__(self) -> Iterator[str]:
+        for part in self.parts:
+            yield from self._part(part, None)
+
+    def scan(self) -> tuple[int, str, list[str]]:
+        """(number of texts, fingerprint of the texts, notes on skipped lines and sentence splitting); cached."""
+        if self._scan is None:
+            notes: list[str] = []
+            digest = hashlib.sha256()
+            count = 0
+            for part in self.parts:
+                for text in self._part(part, notes):
+                    digest.update(text.encode("utf-8"))
+                    digest.update(b"\x00")
+                    count += 1
+            self._scan = (count, digest.hexdigest()[:16], notes)
+        return self._scan
+
+    def __len__(self) -> int:
+        return self.scan()[0]
+
+
+@dataclass
 class Corpus:
     """Everything a run learns and is judged on."""
 
@@ -34,7 +84,7 @@ class Corpus:
     train: Split
     dev: Split
     test: Split
-    transfer: list[str]
+    transfer: TextStream
     notes: list[str] = field(default_factory=list)
 
     def sizes(self) -> dict[str, int]:
@@ -139,14 +189,14 @@ def load_corpus(config: DataConfig) -> Corpus:
         dev_idx, rest_idx = carve(len(train_table.texts), size, seed + 1, train_table.groups)
         dev_table, train_table = _subset(train_table, dev_idx), _subset(train_table, rest_idx)
         notes.append(f"dev carved from train: {len(dev_idx)} examples")
-    transfer: list[str] = []
+    transfer_parts: list[list[str] | Path] = []
     if config.train_size is not None and config.train_size < len(train_table.texts):
         # exact: a group shared by train and the unlabeled transfer set leaks no label
         keep_idx, surplus_idx = carve(len(train_table.texts), config.train_size, seed + 2, train_table.groups, exact=True)
         surplus = _subset(train_table, surplus_idx)
         train_table = _subset(train_table, keep_idx)
         if config.surplus_to_transfer:
-            transfer.extend(surplus.texts)
+            transfer_parts.append(list(surplus.texts))
             notes.append(f"{len(surplus.texts)} labeled examples beyond train_size joined the transfer set without labels")
         else:
             notes.append(f"{len(surplus.texts)} labeled examples beyond train_size were left out (surplus_to_transfer: false)")
@@ -155,16 +205,8 @@ def load_corpus(config: DataConfig) -> Corpus:
     names = sorted(set(train_table.labels))
     if len(names) < 2:
         raise XDistilError(f"{train_table.path}: train has a single class '{names[0]}'; classification needs at least two")
-    for path in transfer_paths:
-        table = read_unlabeled(path, config.text_column)
-        notes.extend(table.notes)
-        if config.split_transfer_sentences:
-            before = len(table.texts)
-            sentences = [s for text in table.texts for s in split_sentences(text)]
-            notes.append(f"{Path(path).name}: {before} texts split into {len(sentences)} sentences")
-            transfer.extend(sentences)
-        else:
-            transfer.extend(table.texts)
+    transfer = TextStream(transfer_parts + [Path(p) for p in transfer_paths], config.text_column, config.split_transfer_sentences)
+    notes.extend(transfer.scan()[2])  # reads every transfer file once: bad lines fail now, not mid-run
     return Corpus(
         label_names=names,
         train=_encode(train_table, names, "train"),

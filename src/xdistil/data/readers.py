@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,23 +173,59 @@ def read_labeled(path: str | Path, text_column: str = "text", label_column: str 
     raise XDistilError(f"{path}: unsupported labeled format; expected .csv, .tsv or .jsonl (optionally .gz/.bz2)")
 
 
-def read_unlabeled(path: str | Path, text_column: str = "text") -> Table:
-    """Read unlabeled transfer text: one example per line, or a CSV/TSV/JSONL with a text column.
+def _binary_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a file read lazily, split on \\n only, each line decoded as strict UTF-8."""
+    if not path.exists():
+        raise XDistilError(f"{path}: file not found")
+    if not path.is_file():
+        raise XDistilError(f"{path}: not a file")
+    _, compression = _strip_compression(path)
+    opener = {".gz": gzip.open, ".bz2": bz2.open}.get(compression, open)
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise XDistilError(f"{path}: line {number}: bytes that are not UTF-8 (at byte {err.start} of the line); save the file as UTF-8") from None
+            yield number, line.rstrip("\n").rstrip("\r")
 
-    Blank lines of a plain text file are skipped and counted in the table's notes.
-    """
+
+def iter_unlabeled(path: str | Path, text_column: str = "text", notes: list[str] | None = None) -> Iterator[str]:
+    """Unlabeled transfer texts one at a time: plain text (one example per line) and JSONL stream from disk,
+    so a transfer set of any size costs no memory; CSV/TSV are read whole. Skipped blank lines are
+    counted into `notes` once the file is finished."""
     path = Path(path)
     fmt = file_format(path)
     if fmt in ("csv", "tsv"):
-        return _read_delimited(path, TABLE_FORMATS["." + fmt], text_column, None, None)
-    if fmt == "jsonl":
-        return _read_jsonl(path, text_column, None, None)
-    lines = _lines(read_text_file(path))
-    texts = [line.strip() for line in lines if line.strip()]
-    if not texts:
+        yield from _read_delimited(path, TABLE_FORMATS["." + fmt], text_column, None, None).texts
+        return
+    count = blank = 0
+    for number, line in _binary_lines(path):
+        if not line.strip():
+            blank += 1
+            continue
+        if fmt == "jsonl":
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise XDistilError(f"{path}: line {number}: not valid JSON ({err.msg}); expected one object per line") from None
+            text = record.get(text_column) if isinstance(record, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                raise XDistilError(f"{path}: line {number}: no non-empty '{text_column}' text field")
+            line = text
+        count += 1
+        yield line.strip()
+    if not count:
         raise XDistilError(f"{path}: no text; expected one example per line")
-    table = Table(path, texts)
-    blank = len(lines) - len(texts)
-    if blank:
-        table.notes.append(f"{path.name}: {blank} blank lines skipped")
-    return table
+    if blank and notes is not None and fmt != "jsonl":
+        notes.append(f"{path.name}: {blank} blank lines skipped")
+
+
+def read_unlabeled(path: str | Path, text_column: str = "text") -> Table:
+    """Read unlabeled transfer text whole: one example per line, or a CSV/TSV/JSONL with a text column.
+
+    Blank lines of a plain text file are skipped and counted in the table's notes.
+    """
+    notes: list[str] = []
+    texts = list(iter_unlabeled(path, text_column, notes))
+    return Table(Path(path), texts, notes=notes)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,8 @@ from xdistil.distill.stages import Stage, set_trainable
 from xdistil.loop import LoopSettings, StageHistory, fit
 from xdistil.progress import log
 from xdistil.student.inputs import pad_batch
-from xdistil.transfer.cache import atomic_write_json
+from xdistil.student.vocab import PrunedVocab
+from xdistil.transfer.cache import TransferCache, atomic_write_json
 
 
 @dataclass
@@ -50,11 +53,64 @@ class DistillData:
         }
 
 
-def with_gold(data: DistillData, labels: list[int]) -> DistillData:
-    """The same rows with gold labels on the first len(labels) of them."""
-    gold = np.full(len(data), IGNORE, dtype=np.int64)
-    gold[: len(labels)] = labels
-    return DistillData(data.ids, data.teacher_logits, data.teacher_repr, gold, data.pad_id)
+def cached_data(cache: TransferCache, vocab: PrunedVocab, labels: Sequence[int], stop: int | None = None) -> DistillData:
+    """The first `stop` rows of a cache (all by default) in memory, with gold labels on the first len(labels)."""
+    ids, logits, reps = cache.load(stop)
+    gold = np.full(len(ids), IGNORE, dtype=np.int64)
+    gold[: len(labels)] = list(labels)[: len(ids)]
+    return DistillData([vocab.encode(x) for x in ids], logits, reps, gold, vocab.pad_id)
+
+
+class TransferBatches:
+    """Shuffled, length-bucketed batches over a transfer cache, read a window of chunks at a time.
+
+    Memory holds one window (`window` chunks), whatever the transfer set's size. Each epoch shuffles
+    the order of the full chunks (the last, partial chunk stays last, so every epoch has the same
+    number of batches) and the rows within each window; the order depends only on seed and epoch.
+    """
+
+    def __init__(self, cache: TransferCache, vocab: PrunedVocab, labels: Sequence[int], batch_size: int, seed: int, window: int = 8):
+        self.cache, self.vocab, self.labels = cache, vocab, list(labels)
+        self.batch_size, self.seed, self.window = batch_size, seed, window
+        self.epoch = 0
+        self.chunks = cache.num_chunks()
+        self.sizes = [len(cache.chunk_rows(i)) for i in range(self.chunks)]
+
+    def seeded(self, seed: int) -> TransferBatches:
+        return TransferBatches(self.cache, self.vocab, self.labels, self.batch_size, seed, self.window)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _windows(self) -> list[list[int]]:
+        full = [i for i in range(self.chunks) if self.sizes[i] == self.sizes[0]]
+        partial = [i for i in range(self.chunks) if i not in full]
+        random.Random(self.seed * 7919 + self.epoch).shuffle(full)
+        order = full + partial
+        return [order[i : i + self.window] for i in range(0, len(order), self.window)]
+
+    def __len__(self) -> int:
+        return sum(-(-sum(self.sizes[i] for i in w) // self.batch_size) for w in self._windows())
+
+    def _window_data(self, chunks: list[int]) -> DistillData:
+        ids: list[np.ndarray] = []
+        logits, reps, gold = [], [], []
+        for index in chunks:
+            chunk_ids, chunk_logits, chunk_reps = self.cache.chunk(index)
+            ids.extend(self.vocab.encode(x) for x in chunk_ids)
+            logits.append(chunk_logits)
+            reps.append(chunk_reps)
+            rows = self.cache.chunk_rows(index)
+            gold.append(np.array([self.labels[r] if r < len(self.labels) else IGNORE for r in rows], dtype=np.int64))
+        return DistillData(ids, np.concatenate(logits), np.concatenate(reps), np.concatenate(gold), self.vocab.pad_id)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for number, chunks in enumerate(self._windows()):
+            data = self._window_data(chunks)
+            sampler = LengthBucketSampler([len(x) for x in data.ids], self.batch_size, self.seed * 7919 + number)
+            sampler.set_epoch(self.epoch)
+            for indices in sampler:
+                yield data.collate(indices)
 
 
 class StageCheckpoints:
@@ -108,7 +164,7 @@ def _restore(model: torch.nn.Module, losses: dict[str, torch.nn.Module], tensors
 def run_stages(
     model: torch.nn.Module,
     stages: list[Stage],
-    data: dict[str, DistillData],
+    data: dict[str, DistillData | TransferBatches],
     dev: DistillData,
     config: DistillConfig,
     accelerator: Accelerator,
@@ -142,8 +198,11 @@ def run_stages(
         stage_losses = {name: losses[name] for name in stage.losses}
         extra = tuple(loss for name, loss in stage_losses.items() if any(True for _ in loss.parameters()))
         train = data[stage.data]
-        sampler = LengthBucketSampler([len(ids) for ids in train.ids], config.batch_size, seed * 1000 + index)
-        loader = DataLoader(list(range(len(train))), batch_sampler=sampler, collate_fn=train.collate)
+        if isinstance(train, TransferBatches):
+            loader = train.seeded(seed * 1000 + index)
+        else:
+            sampler = LengthBucketSampler([len(ids) for ids in train.ids], config.batch_size, seed * 1000 + index)
+            loader = DataLoader(list(range(len(train))), batch_sampler=sampler, collate_fn=train.collate)
 
         def compute_loss(batch: dict, stage: Stage = stage) -> torch.Tensor:
             out = model(batch["input_ids"], batch["lengths"])

@@ -6,7 +6,6 @@ rows of the embedding matrix it can ever see, and maps every other piece to [UNK
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -37,13 +36,20 @@ class PrunedVocab:
         min_count: int = 1,
     ) -> PrunedVocab:
         """Keep special tokens and every piece seen at least `min_count` times, in teacher-id order."""
-        counts: Counter[int] = Counter()
+        counts = np.zeros(teacher_vocab_size, dtype=np.int64)
         for sequence in sequences:
-            counts.update(sequence)
-        seen = {t for t, c in counts.items() if c >= min_count}
+            np.add.at(counts, np.asarray(sequence, dtype=np.int64), 1)
+        return cls.from_counts(counts, special_ids, unk_teacher_id, pad_teacher_id, min_count)
+
+    @classmethod
+    def from_counts(
+        cls, counts: np.ndarray, special_ids: Sequence[int], unk_teacher_id: int, pad_teacher_id: int, min_count: int = 1
+    ) -> PrunedVocab:
+        """The same from per-teacher-id counts (as gathered chunk by chunk over a large transfer set)."""
         specials = list(dict.fromkeys(int(t) for t in special_ids))
+        seen = set(np.flatnonzero(counts >= min_count).tolist())
         rest = sorted(seen.difference(specials))
-        return cls(specials + rest, teacher_vocab_size, unk_teacher_id, pad_teacher_id)
+        return cls(specials + rest, len(counts), unk_teacher_id, pad_teacher_id)
 
     def __len__(self) -> int:
         return len(self.teacher_ids)

@@ -1,17 +1,19 @@
 """A chunked on-disk cache of teacher outputs, written atomically and verified on load.
 
 Layout: `manifest.json` plus `chunk-NNNNN.safetensors`, one per `chunk_size` texts, each holding
-`logits` (float32) and `repr` (float16 or float32) with its fingerprint, range and a checksum of
-its tensors in the file's metadata. A chunk is written to a temporary file and renamed into
+`logits` (float32), `repr` (float16 or float32) and the teacher's token ids (`input_ids` flat,
+`lengths`), with its fingerprint, range, truncation count and a checksum of its tensors in the
+file's metadata. Readers go chunk by chunk, so memory stays bounded whatever the set's size. A chunk is written to a temporary file and renamed into
 place, so a killed run leaves only whole chunks; a chunk that fails verification is redone.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,12 +73,12 @@ class TransferCache:
     def chunk_path(self, index: int) -> Path:
         return self.folder / f"chunk-{index:05d}.safetensors"
 
-    def read_chunk(self, index: int) -> dict[str, torch.Tensor] | None:
+    def read_chunk(self, index: int, manifest: dict | None = None) -> dict[str, torch.Tensor] | None:
         """The chunk's tensors if the file is whole and belongs to this cache, else None."""
         path = self.chunk_path(index)
         if not path.is_file():
             return None
-        manifest = self.manifest
+        manifest = manifest or self.manifest
         try:
             tensors = load_file(str(path))
             with safe_open(str(path), framework="pt") as handle:
@@ -88,43 +90,85 @@ class TransferCache:
         if (
             meta.get("fingerprint") != manifest["fingerprint"]
             or meta.get("checksum") != _checksum(tensors)
-            or tensors.get("logits") is None
+            or set(tensors) != {"logits", "repr", "input_ids", "lengths"}
             or tensors["logits"].shape[0] != expected_rows
         ):
             return None
+        tensors["truncated"] = torch.tensor(int(meta.get("truncated", 0)))
         return tensors
 
     def num_chunks(self) -> int:
         manifest = self.manifest
         return (manifest["n"] + manifest["chunk_size"] - 1) // manifest["chunk_size"]
 
-    def load(self) -> tuple[np.ndarray, np.ndarray]:
-        """(logits (N, C) float32, representations (N, H)) for all texts, in order."""
+    def __len__(self) -> int:
+        return self.manifest["n"]
+
+    def chunk(self, index: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """(token id arrays, logits, representations) of one verified chunk."""
+        tensors = self.read_chunk(index)
+        if tensors is None:
+            raise XDistilError(f"{self.chunk_path(index)}: missing or damaged chunk; re-run annotation to redo it")
+        flat = tensors["input_ids"].numpy()
+        ids = np.split(flat, np.cumsum(tensors["lengths"].numpy())[:-1])
+        return ids, tensors["logits"].numpy(), tensors["repr"].numpy()
+
+    def chunk_rows(self, index: int) -> range:
+        size = self.manifest["chunk_size"]
+        return range(index * size, min(len(self), (index + 1) * size))
+
+    def load(self, stop: int | None = None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """(token ids, logits (N, C) float32, representations (N, H)) of the first `stop` rows (all by default).
+
+        For the small parts (dev, test, the labeled rows); the transfer set is read chunk by chunk.
+        """
+        stop = len(self) if stop is None else stop
+        ids: list[np.ndarray] = []
         logits, reps = [], []
+        for index in range(self.num_chunks()):
+            rows = self.chunk_rows(index)
+            if rows.start >= stop:
+                break
+            chunk_ids, chunk_logits, chunk_reps = self.chunk(index)
+            keep = min(stop, rows.stop) - rows.start
+            ids.extend(chunk_ids[:keep])
+            logits.append(chunk_logits[:keep])
+            reps.append(chunk_reps[:keep])
+        return ids, np.concatenate(logits), np.concatenate(reps)
+
+    def token_counts(self, vocab_size: int) -> np.ndarray:
+        """How often each teacher token id occurs over the whole cache, counted chunk by chunk."""
+        counts = np.zeros(vocab_size, dtype=np.int64)
         for index in range(self.num_chunks()):
             tensors = self.read_chunk(index)
             if tensors is None:
                 raise XDistilError(f"{self.chunk_path(index)}: missing or damaged chunk; re-run annotation to redo it")
-            logits.append(tensors["logits"].numpy())
-            reps.append(tensors["repr"].numpy())
-        return np.concatenate(logits), np.concatenate(reps)
+            counts += np.bincount(tensors["input_ids"].numpy(), minlength=vocab_size)
+        return counts
+
+    def truncated(self) -> int:
+        """How many texts were longer than max_length and cut."""
+        manifest = self.manifest
+        return sum(int(self.read_chunk(i, manifest)["truncated"]) for i in range(self.num_chunks()))
 
 
 def annotate(
     model: torch.nn.Module,
     tokenizer,
-    texts: Sequence[str],
+    texts: Iterable[str],
+    count: int,
     folder: str | Path,
     spec: AnnotationSpec,
     fingerprint: str,
     label_order: Sequence[int] | None = None,
     description: str = "annotating",
 ) -> TransferCache:
-    """Label `texts` with the teacher into `folder`, skipping chunks already done for the same fingerprint."""
+    """Label `count` texts from `texts` (any iterable, read once) into `folder` chunk by chunk,
+    skipping chunks already done for the same fingerprint."""
     cache = TransferCache(folder)
     cache.folder.mkdir(parents=True, exist_ok=True)
     manifest_path = cache.folder / MANIFEST
-    manifest = {"fingerprint": fingerprint, "n": len(texts), "chunk_size": spec.chunk_size, **spec.__dict__}
+    manifest = {"fingerprint": fingerprint, "n": count, "chunk_size": spec.chunk_size, **spec.__dict__}
     if manifest_path.is_file():
         old = json.loads(manifest_path.read_text(encoding="utf-8"))
         if old.get("fingerprint") != fingerprint:
@@ -134,18 +178,20 @@ def annotate(
             )
     atomic_write_json(manifest_path, manifest)
     chunks = cache.num_chunks()
-    todo = [i for i in range(chunks) if cache.read_chunk(i) is None]
+    todo = {i for i in range(chunks) if cache.read_chunk(i, manifest) is None}
     if len(todo) < chunks:
         log(f"{description}: {chunks - len(todo)} of {chunks} chunks already done, resuming")
     if not todo:
         return cache
     dtype = torch.float16 if spec.dtype == "float16" else torch.float32
     truncated = 0
-    remaining = sum(min(len(texts), (i + 1) * spec.chunk_size) - i * spec.chunk_size for i in todo)
+    remaining = sum(len(cache.chunk_rows(i)) for i in todo)
+    stream = iter(texts)
     with bar(remaining, description) as progress:
-        for index in todo:
-            start = index * spec.chunk_size
-            chunk_texts = texts[start : start + spec.chunk_size]
+        for index in range(chunks):
+            chunk_texts = list(itertools.islice(stream, len(cache.chunk_rows(index))))
+            if index not in todo:
+                continue
             token_ids, cut = tokenize(tokenizer, chunk_texts, spec.max_length)
             truncated += cut
             logits = reps = None
@@ -158,8 +204,13 @@ def annotate(
                 logits[indices] = batch_logits
                 reps[indices] = batch_reps
                 progress.update(0, advance=len(indices))
-            tensors = {"logits": torch.from_numpy(logits), "repr": torch.from_numpy(reps).to(dtype)}
-            meta = {"fingerprint": fingerprint, "start": str(start), "checksum": _checksum(tensors)}
+            tensors = {
+                "logits": torch.from_numpy(logits),
+                "repr": torch.from_numpy(reps).to(dtype),
+                "input_ids": torch.tensor([t for ids in token_ids for t in ids], dtype=torch.int32),
+                "lengths": torch.tensor([len(ids) for ids in token_ids], dtype=torch.int32),
+            }
+            meta = {"fingerprint": fingerprint, "start": str(index * spec.chunk_size), "truncated": str(cut), "checksum": _checksum(tensors)}
             path = cache.chunk_path(index)
             tmp = path.with_name(path.name + ".tmp")
             save_file(tensors, str(tmp), metadata=meta)
