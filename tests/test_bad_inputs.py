@@ -91,3 +91,22 @@ def test_too_few_examples_to_carve_dev_is_refused(tmp_path, tiny_teacher):
     path.write_text(yaml.safe_dump(values))
     assert_one_line_error(xdistil("finetune", str(path)), "dev_size", "too few")
     shutil.rmtree(tmp_path / "run", ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "name, fragments",
+    [
+        ("conll_wrong_columns.conll", ["conll_wrong_columns.conll: line 7: 2 columns, expected 3"]),
+        ("conll_bad_tag.conll", ["conll_bad_tag.conll: line 4: tag 'X-VERB' is outside the tag scheme"]),
+    ],
+)
+def test_bad_conll_is_refused_in_one_line(name, fragments):
+    assert_one_line_error(xdistil("data", str(BAD / name)), *fragments)
+
+
+def test_conll_stray_whitespace_is_read_and_counted():
+    result = xdistil("data", str(BAD / "conll_stray_whitespace.conll"))
+    assert result.returncode == 0, result.stderr
+    assert "3 sentences, 5 tokens" in result.stdout
+    assert "1 lines holding only spaces or tabs were read as sentence breaks" in result.stdout
+    assert "tags converted from BIOES to IOB2" in result.stdout

@@ -147,6 +147,51 @@ def predict(
             typer.echo(label)
 
 
+TAGGED_SUFFIXES = (".conll", ".conllu", ".bio", ".iob", ".iob2", ".bioes")
+
+
+@app.command()
+def data(
+    path: Annotated[Path, typer.Argument(help="a data file to check")],
+    kind: Annotated[str, typer.Option(help="auto, labeled, unlabeled or tagged")] = "auto",
+    text_column: Annotated[str, typer.Option(help="text column name")] = "text",
+    label_column: Annotated[str, typer.Option(help="label column name")] = "label",
+) -> None:
+    """Check and summarise a data file before a long run: counts, labels or entity types, handling notes."""
+    from collections import Counter
+
+    from xdistil.data.readers import file_format, read_labeled, read_unlabeled
+    from xdistil.data.tagging import read_tagged
+
+    if kind == "auto":
+        suffixes = [s.lower() for s in path.suffixes]
+        if any(s in TAGGED_SUFFIXES for s in suffixes):
+            kind = "tagged"
+        elif file_format(path) == "txt":
+            kind = "unlabeled"
+        else:
+            kind = "labeled"
+    if kind == "tagged":
+        table = read_tagged(path)
+        count = sum(len(s) for s in table.tokens)
+        typer.echo(f"{path}: tagged, {len(table.tokens):,} sentences, {count:,} tokens, scheme {table.scheme}")
+        typer.echo(f"entity types: {', '.join(table.entity_types()) or '(none)'}")
+        langs = Counter(lang for lang in table.langs if lang)
+        if langs:
+            typer.echo("languages: " + ", ".join(f"{k} {v:,}" for k, v in sorted(langs.items())))
+    elif kind == "labeled":
+        table = read_labeled(path, text_column, label_column)
+        typer.echo(f"{path}: labeled, {len(table.texts):,} examples")
+        typer.echo("labels: " + ", ".join(f"{k} {v:,}" for k, v in sorted(Counter(table.labels).items())))
+    elif kind == "unlabeled":
+        table = read_unlabeled(path, text_column)
+        typer.echo(f"{path}: unlabeled, {len(table.texts):,} texts")
+    else:
+        raise XDistilError(f"data: unknown kind '{kind}'; expected auto, labeled, unlabeled or tagged")
+    for note in table.notes:
+        typer.echo(f"note: {note}")
+
+
 @app.command()
 def config(
     demo: Annotated[bool, typer.Option("--demo/--default", help="the demo's config, or the plain defaults")] = True,

@@ -13,6 +13,7 @@ import io
 import json
 import math
 from collections.abc import Iterator
+from typing import BinaryIO
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,15 +46,20 @@ def file_format(path: Path) -> str:
     return {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}.get(ext, "txt")
 
 
-def read_text_file(path: Path) -> str:
-    """Whole file as text (decompressing if needed); non-UTF-8 bytes are a one-line error."""
+def open_binary(path: Path) -> BinaryIO:
+    """The file opened for reading bytes, decompressing .gz and .bz2; a missing file is a one-line error."""
     if not path.exists():
         raise XDistilError(f"{path}: file not found")
     if not path.is_file():
         raise XDistilError(f"{path}: not a file")
     _, compression = _strip_compression(path)
     opener = {".gz": gzip.open, ".bz2": bz2.open}.get(compression, open)
-    with opener(path, "rb") as handle:
+    return opener(path, "rb")
+
+
+def read_text_file(path: Path) -> str:
+    """Whole file as text (decompressing if needed); non-UTF-8 bytes are a one-line error."""
+    with open_binary(path) as handle:
         raw = handle.read()
     try:
         return raw.decode("utf-8-sig")
@@ -175,13 +181,7 @@ def read_labeled(path: str | Path, text_column: str = "text", label_column: str 
 
 def _binary_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of a file read lazily, split on \\n only, each line decoded as strict UTF-8."""
-    if not path.exists():
-        raise XDistilError(f"{path}: file not found")
-    if not path.is_file():
-        raise XDistilError(f"{path}: not a file")
-    _, compression = _strip_compression(path)
-    opener = {".gz": gzip.open, ".bz2": bz2.open}.get(compression, open)
-    with opener(path, "rb") as handle:
+    with open_binary(path) as handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")

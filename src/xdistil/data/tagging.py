@@ -1,0 +1,146 @@
+"""Readers for token-tagging data: CoNLL-style files and JSONL, with tag schemes normalised to IOB2.
+
+CoNLL: one token per line, the tag in the last column, a blank line between sentences,
+`-DOCSTART-` lines skipped; columns are split on any run of spaces or tabs, so stray trailing
+whitespace is harmless, and a line holding only whitespace is a sentence break (counted).
+JSONL: one `{"tokens": [...], "tags": [...]}` object per line, with an optional `"lang"`.
+IOB1, IOB2 and BIOES (also BILOU) input all become IOB2; a tag outside the scheme is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xdistil.data.readers import file_format, read_text_file
+from xdistil.errors import XDistilError
+
+_TAG = re.compile(r"^(O|([BIESLU])-(\S+))$")
+
+
+@dataclass
+class TaggedTable:
+    """Sentences of tokens with IOB2 tags, optional languages, the scheme found and handling notes."""
+
+    path: Path
+    tokens: list[list[str]]
+    tags: list[list[str]]
+    langs: list[str | None]
+    scheme: str = "IOB2"
+    notes: list[str] = field(default_factory=list)
+
+    def entity_types(self) -> list[str]:
+        return sorted({t[2:] for sentence in self.tags for t in sentence if t != "O"})
+
+
+def detect_scheme(tags: list[list[str]]) -> str:
+    """BIOES when S-/E- (or U-/L-) prefixes occur; IOB1 when an entity starts with I-; otherwise IOB2."""
+    prefixes = {t[0] for sentence in tags for t in sentence if t != "O"}
+    if prefixes & {"S", "E", "U", "L"}:
+        return "BIOES"
+    for sentence in tags:
+        previous = "O"
+        for tag in sentence:
+            if tag.startswith("I-") and (previous == "O" or previous[2:] != tag[2:]):
+                return "IOB1"
+            previous = tag
+    return "IOB2"
+
+
+def to_iob2(tags: list[str], scheme: str) -> list[str]:
+    """One sentence's tags in IOB2 (every entity starts with B-)."""
+    out: list[str] = []
+    previous = "O"
+    for tag in tags:
+        if tag == "O":
+            out.append(tag)
+        else:
+            prefix, kind = tag[0], tag[2:]
+            if scheme == "BIOES":
+                prefix = {"S": "B", "U": "B", "E": "I", "L": "I"}.get(prefix, prefix)
+            elif scheme == "IOB1" and prefix == "I" and (previous == "O" or previous[2:] != kind):
+                prefix = "B"
+            out.append(f"{prefix}-{kind}")
+        previous = tag
+    return out
+
+
+def _check_tag(path: Path, line: int, tag: str) -> None:
+    if not _TAG.match(tag):
+        raise XDistilError(f"{path}: line {line}: tag '{tag}' is outside the tag scheme; expected O, or B-/I-/E-/S- followed by a type")
+
+
+def _read_conll(path: Path) -> TaggedTable:
+    tokens: list[list[str]] = []
+    tags: list[list[str]] = []
+    current: tuple[list[str], list[str]] = ([], [])
+    columns: int | None = None
+    whitespace_breaks = 0
+    for number, raw in enumerate(read_text_file(path).split("\n"), start=1):
+        line = raw.rstrip("\r")
+        if not line.strip():
+            if line:
+                whitespace_breaks += 1
+            if current[0]:
+                tokens.append(current[0])
+                tags.append(current[1])
+                current = ([], [])
+            continue
+        fields = line.split()
+        if fields[0] == "-DOCSTART-":
+            continue
+        if len(fields) < 2:
+            raise XDistilError(f"{path}: line {number}: 1 column; expected a token and its tag in the last column")
+        if columns is None:
+            columns = len(fields)
+        elif len(fields) != columns:
+            raise XDistilError(f"{path}: line {number}: {len(fields)} columns, expected {columns} as on the first token line")
+        _check_tag(path, number, fields[-1])
+        current[0].append(fields[0])
+        current[1].append(fields[-1])
+    if current[0]:
+        tokens.append(current[0])
+        tags.append(current[1])
+    table = TaggedTable(path, tokens, tags, [None] * len(tokens))
+    if whitespace_breaks:
+        table.notes.append(f"{path.name}: {whitespace_breaks} lines holding only spaces or tabs were read as sentence breaks")
+    return table
+
+
+def _read_jsonl(path: Path) -> TaggedTable:
+    tokens: list[list[str]] = []
+    tags: list[list[str]] = []
+    langs: list[str | None] = []
+    for number, line in enumerate(read_text_file(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise XDistilError(f"{path}: line {number}: not valid JSON ({err.msg}); expected one object per line") from None
+        words, labels = (record.get("tokens"), record.get("tags")) if isinstance(record, dict) else (None, None)
+        if not isinstance(words, list) or not isinstance(labels, list) or not words:
+            raise XDistilError(f"{path}: line {number}: expected an object with non-empty 'tokens' and 'tags' lists")
+        if len(words) != len(labels):
+            raise XDistilError(f"{path}: line {number}: {len(words)} tokens but {len(labels)} tags; expected one tag per token")
+        for tag in labels:
+            _check_tag(path, number, str(tag))
+        tokens.append([str(w) for w in words])
+        tags.append([str(t) for t in labels])
+        langs.append(record.get("lang"))
+    return TaggedTable(path, tokens, tags, langs)
+
+
+def read_tagged(path: str | Path) -> TaggedTable:
+    """Read a CoNLL-style (.conll, .txt, .bio, ...) or JSONL tagging file, tags normalised to IOB2."""
+    path = Path(path)
+    table = _read_jsonl(path) if file_format(path) == "jsonl" else _read_conll(path)
+    if not table.tokens:
+        raise XDistilError(f"{path}: no sentences; expected tokens with tags")
+    table.scheme = detect_scheme(table.tags)
+    if table.scheme != "IOB2":
+        table.tags = [to_iob2(sentence, table.scheme) for sentence in table.tags]
+        table.notes.append(f"{path.name}: tags converted from {table.scheme} to IOB2")
+    return table
