@@ -97,3 +97,27 @@ def test_a_run_that_failed_before_any_step_accepts_a_corrected_config(tiny_teach
         Run(wrong).run(until="finetune")
     Run(tiny_run_config(tiny_teacher, sentiment_files, out)).run(until="finetune")
     assert (out / "teacher" / "model.safetensors").is_file()
+
+
+def test_an_already_fine_tuned_teacher_is_used_as_it_is(finished, tiny_teacher, sentiment_files, tmp_path):
+    _, out, metrics = finished
+    as_is = tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "as_is", teacher={"model": str(out / "teacher"), "finetune": False})
+    run = Run(as_is)
+    run.run(until="annotate")
+    import numpy as np
+
+    _, test_logits, _ = run.caches["test"].load()
+    accuracy = float((test_logits.argmax(1) == np.asarray(run.corpus.test.labels)).mean())
+    assert accuracy == pytest.approx(metrics["teacher"]["accuracy"])
+    assert not run.teacher_history  # nothing was trained
+
+
+def test_a_teacher_with_other_labels_is_refused_when_used_as_is(finished, tmp_path):
+    _, out, _ = finished
+    from conftest import write_csv
+
+    train = write_csv(tmp_path / "t.csv", [("great film", "good"), ("dull film", "bad")] * 5)
+    config = tiny_run_config(out / "teacher", {"train": train, "dev": train, "test": train, "transfer": train}, tmp_path / "x",
+                             teacher={"model": str(out / "teacher"), "finetune": False})
+    with pytest.raises(XDistilError, match="finetune is off but its labels"):
+        Run(config).run(until="finetune")
