@@ -68,14 +68,6 @@ def read_text_file(path: Path) -> str:
         raise XDistilError(f"{path}: line {line}: bytes that are not UTF-8 (at byte {err.start}); save the file as UTF-8") from None
 
 
-def _lines(content: str) -> list[str]:
-    """Lines split on \\n only (a trailing \\r dropped): str.splitlines would also split inside text at U+2028 or U+0085."""
-    lines = content.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
 def _is_missing(value: object) -> bool:
     if value is None:
         return True
@@ -150,10 +142,9 @@ def _read_delimited(path: Path, delimiter: str, text_column: str, label_column: 
     return _collect(path, records, text_column, label_column, group_column)
 
 
-def _read_jsonl(path: Path, text_column: str, label_column: str | None, group_column: str | None) -> Table:
-    content = read_text_file(path)
-    records: list[tuple[int, dict]] = []
-    for number, line in enumerate(_lines(content), start=1):
+def iter_json_objects(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each non-blank line of a JSONL file, read lazily; a bad line is a one-line error."""
+    for number, line in _binary_lines(path):
         if not line.strip():
             continue
         try:
@@ -162,7 +153,11 @@ def _read_jsonl(path: Path, text_column: str, label_column: str | None, group_co
             raise XDistilError(f"{path}: line {number}: not valid JSON ({err.msg}); expected one object per line") from None
         if not isinstance(record, dict):
             raise XDistilError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
-        records.append((number, record))
+        yield number, record
+
+
+def _read_jsonl(path: Path, text_column: str, label_column: str | None, group_column: str | None) -> Table:
+    records = list(iter_json_objects(path))
     if not records:
         raise XDistilError(f"{path}: empty file; expected one JSON object per line")
     return _collect(path, records, text_column, label_column, group_column)
@@ -200,24 +195,23 @@ def iter_unlabeled(path: str | Path, text_column: str = "text", notes: list[str]
         yield from _read_delimited(path, TABLE_FORMATS["." + fmt], text_column, None, None).texts
         return
     count = blank = 0
-    for number, line in _binary_lines(path):
-        if not line.strip():
-            blank += 1
-            continue
-        if fmt == "jsonl":
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise XDistilError(f"{path}: line {number}: not valid JSON ({err.msg}); expected one object per line") from None
-            text = record.get(text_column) if isinstance(record, dict) else None
+    if fmt == "jsonl":
+        for number, record in iter_json_objects(path):
+            text = record.get(text_column)
             if not isinstance(text, str) or not text.strip():
                 raise XDistilError(f"{path}: line {number}: no non-empty '{text_column}' text field")
-            line = text
-        count += 1
-        yield line.strip()
+            count += 1
+            yield text.strip()
+    else:
+        for _, line in _binary_lines(path):
+            if not line.strip():
+                blank += 1
+                continue
+            count += 1
+            yield line.strip()
     if not count:
         raise XDistilError(f"{path}: no text; expected one example per line")
-    if blank and notes is not None and fmt != "jsonl":
+    if blank and notes is not None:
         notes.append(f"{path.name}: {blank} blank lines skipped")
 
 

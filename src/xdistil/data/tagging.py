@@ -9,12 +9,11 @@ IOB1, IOB2 and BIOES (also BILOU) input all become IOB2; a tag outside the schem
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xdistil.data.readers import file_format, read_text_file
+from xdistil.data.readers import file_format, iter_json_objects, read_text_file
 from xdistil.errors import XDistilError
 
 _TAG = re.compile(r"^(O|([BIESLU])-(\S+))$")
@@ -113,14 +112,8 @@ def _read_jsonl(path: Path) -> TaggedTable:
     tokens: list[list[str]] = []
     tags: list[list[str]] = []
     langs: list[str | None] = []
-    for number, line in enumerate(read_text_file(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise XDistilError(f"{path}: line {number}: not valid JSON ({err.msg}); expected one object per line") from None
-        words, labels = (record.get("tokens"), record.get("tags")) if isinstance(record, dict) else (None, None)
+    for number, record in iter_json_objects(path):
+        words, labels = record.get("tokens"), record.get("tags")
         if not isinstance(words, list) or not isinstance(labels, list) or not words:
             raise XDistilError(f"{path}: line {number}: expected an object with non-empty 'tokens' and 'tags' lists")
         if len(words) != len(labels):
