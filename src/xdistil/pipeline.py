@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import AutoModelForSequenceClassification
@@ -49,7 +50,7 @@ from xdistil.teacher.models import (
 )
 from xdistil.transfer.augment import WordPool, augment_stream
 from xdistil.transfer.cache import AnnotationSpec, TransferCache, annotate, atomic_write_json
-from xdistil.transfer.fingerprint import fingerprint, texts_fingerprint
+from xdistil.fingerprint import fingerprint, texts_fingerprint
 
 STEPS = ("finetune", "annotate", "distill", "evaluate")
 TEACHER_MARKER = "xdistil_teacher.json"
@@ -95,8 +96,6 @@ class Run:
         # only finished work is protected: a run that failed before any step may be re-run with a corrected config
         has_work = any((self.out / name).exists() for name in ("teacher", "cache", "checkpoints", "student"))
         if saved.is_file() and has_work and not overwrite:
-            import yaml
-
             old = yaml.safe_load(saved.read_text(encoding="utf-8"))
             difference = _first_difference(old, current)
             if difference:
@@ -325,12 +324,11 @@ class Run:
             out.append(model(input_ids.to(self.accelerator.device), lengths).logits.float().cpu())
         return torch.cat(out).numpy()
 
-    def _latency(self, student: BiLSTMStudent) -> dict[str, dict[str, dict[str, float]]]:
-        """Teacher and student on the same test batches, same process, same thread count, on the CPU."""
+    def _latency(self, student: BiLSTMStudent, ids: list[np.ndarray]) -> dict[str, dict[str, dict[str, float]]]:
+        """Teacher and student on the same test batches (teacher token ids), same process and threads, on the CPU."""
         config = self.config.evaluation
         teacher = self.teacher.to("cpu").eval()
         student = student.to("cpu").eval()
-        ids = self.caches["test"].load()[0]
         result: dict[str, dict[str, dict[str, float]]] = {"teacher": {}, "student": {}}
         for size in config.latency_batch_sizes:
             count = config.latency_repeats
@@ -349,11 +347,11 @@ class Run:
         started = time.perf_counter()
         corpus, config = self.corpus, self.config
         gold = np.asarray(corpus.test.labels)
-        test_cache = cached_data(self.caches["test"], self.vocab, corpus.test.labels)
-        teacher_logits, test_ids = test_cache.teacher_logits, test_cache.ids
+        teacher_ids, teacher_logits, _ = self.caches["test"].load()
+        test_ids = [self.vocab.encode(ids) for ids in teacher_ids]
         threads = config.evaluation.threads or torch.get_num_threads()
         torch.set_num_threads(threads)
-        latency = self._latency(student)
+        latency = self._latency(student, teacher_ids)
 
         def size_mb(path: Path) -> float:
             return round(path.stat().st_size / 1e6, 2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from xdistil.data.builtin import BUILTIN_DATASETS, rotten_tomatoes_files
 from xdistil.data.readers import Table, iter_unlabeled, read_labeled
 from xdistil.data.splits import carve, resolve_size
 from xdistil.errors import XDistilError
+from xdistil.fingerprint import texts_fingerprint
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
@@ -62,14 +62,17 @@ class TextStream:
         """(number of texts, fingerprint of the texts, notes on skipped lines and sentence splitting); cached."""
         if self._scan is None:
             notes: list[str] = []
-            digest = hashlib.sha256()
             count = 0
-            for part in self.parts:
-                for text in self._part(part, notes):
-                    digest.update(text.encode("utf-8"))
-                    digest.update(b"\x00")
-                    count += 1
-            self._scan = (count, digest.hexdigest()[:16], notes)
+
+            def counted() -> Iterator[str]:
+                nonlocal count
+                for part in self.parts:
+                    for text in self._part(part, notes):
+                        count += 1
+                        yield text
+
+            digest = texts_fingerprint(counted())
+            self._scan = (count, digest, notes)
         return self._scan
 
     def __len__(self) -> int:

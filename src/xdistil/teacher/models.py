@@ -106,15 +106,3 @@ def teacher_label_order(model: torch.nn.Module, label_names: list[str]) -> list[
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def describe(model: torch.nn.Module) -> dict:
-    """A few facts about a teacher for the report."""
-    config = model.config
-    return {
-        "model_type": config.model_type,
-        "layers": config.num_hidden_layers,
-        "hidden_size": config.hidden_size,
-        "params": count_parameters(model),
-        "labels": json.loads(json.dumps(config.id2label)),
-    }

@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,9 @@ class TransferCache:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
 
-    @property
+    @cached_property
     def manifest(self) -> dict:
+        """The cache's settings; read once (annotation writes it before anything reads it)."""
         path = self.folder / MANIFEST
         if not path.is_file():
             raise XDistilError(f"{self.folder}: no transfer cache here (run annotation first)")
@@ -73,12 +75,12 @@ class TransferCache:
     def chunk_path(self, index: int) -> Path:
         return self.folder / f"chunk-{index:05d}.safetensors"
 
-    def read_chunk(self, index: int, manifest: dict | None = None) -> dict[str, torch.Tensor] | None:
+    def read_chunk(self, index: int) -> dict[str, torch.Tensor] | None:
         """The chunk's tensors if the file is whole and belongs to this cache, else None."""
         path = self.chunk_path(index)
         if not path.is_file():
             return None
-        manifest = manifest or self.manifest
+        manifest = self.manifest
         try:
             tensors = load_file(str(path))
             with safe_open(str(path), framework="pt") as handle:
@@ -94,7 +96,6 @@ class TransferCache:
             or tensors["logits"].shape[0] != expected_rows
         ):
             return None
-        tensors["truncated"] = torch.tensor(int(meta.get("truncated", 0)))
         return tensors
 
     def num_chunks(self) -> int:
@@ -104,11 +105,16 @@ class TransferCache:
     def __len__(self) -> int:
         return self.manifest["n"]
 
-    def chunk(self, index: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """(token id arrays, logits, representations) of one verified chunk."""
+    def verified_chunk(self, index: int) -> dict[str, torch.Tensor]:
+        """The chunk's tensors; a missing or damaged chunk is a one-line error (annotation would redo it)."""
         tensors = self.read_chunk(index)
         if tensors is None:
             raise XDistilError(f"{self.chunk_path(index)}: missing or damaged chunk; re-run annotation to redo it")
+        return tensors
+
+    def chunk(self, index: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """(token id arrays, logits, representations) of one verified chunk."""
+        tensors = self.verified_chunk(index)
         flat = tensors["input_ids"].numpy()
         ids = np.split(flat, np.cumsum(tensors["lengths"].numpy())[:-1])
         return ids, tensors["logits"].numpy(), tensors["repr"].numpy()
@@ -140,16 +146,16 @@ class TransferCache:
         """How often each teacher token id occurs over the whole cache, counted chunk by chunk."""
         counts = np.zeros(vocab_size, dtype=np.int64)
         for index in range(self.num_chunks()):
-            tensors = self.read_chunk(index)
-            if tensors is None:
-                raise XDistilError(f"{self.chunk_path(index)}: missing or damaged chunk; re-run annotation to redo it")
-            counts += np.bincount(tensors["input_ids"].numpy(), minlength=vocab_size)
+            counts += np.bincount(self.verified_chunk(index)["input_ids"].numpy(), minlength=vocab_size)
         return counts
 
     def truncated(self) -> int:
-        """How many texts were longer than max_length and cut."""
-        manifest = self.manifest
-        return sum(int(self.read_chunk(i, manifest)["truncated"]) for i in range(self.num_chunks()))
+        """How many texts were longer than max_length and cut (from the chunks' metadata; no tensor is read)."""
+        total = 0
+        for index in range(self.num_chunks()):
+            with safe_open(str(self.chunk_path(index)), framework="pt") as handle:
+                total += int((handle.metadata() or {}).get("truncated", 0))
+        return total
 
 
 def annotate(
@@ -178,7 +184,7 @@ def annotate(
             )
     atomic_write_json(manifest_path, manifest)
     chunks = cache.num_chunks()
-    todo = {i for i in range(chunks) if cache.read_chunk(i, manifest) is None}
+    todo = {i for i in range(chunks) if cache.read_chunk(i) is None}
     if len(todo) < chunks:
         log(f"{description}: {chunks - len(todo)} of {chunks} chunks already done, resuming")
     if not todo:
