@@ -39,9 +39,6 @@ class DistillData:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def subset(self, rows: slice) -> DistillData:
-        return DistillData(self.ids[rows], self.teacher_logits[rows], self.teacher_repr[rows], self.labels[rows], self.pad_id)
-
     def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
         input_ids, lengths = pad_batch([self.ids[i] for i in indices], self.pad_id)
         return {
@@ -196,7 +193,7 @@ def run_stages(
         torch.manual_seed(seed * 1000 + index)
         trainable = set_trainable(model, stage.groups)
         stage_losses = {name: losses[name] for name in stage.losses}
-        extra = tuple(loss for name, loss in stage_losses.items() if any(True for _ in loss.parameters()))
+        extra = tuple(loss for loss in stage_losses.values() if list(loss.parameters()))  # e.g. a projection
         train = data[stage.data]
         if isinstance(train, TransferBatches):
             loader = train.seeded(seed * 1000 + index)
