@@ -31,6 +31,7 @@ from xdistil.errors import XDistilError
 from xdistil.evaluation.latency import measure_latency
 from xdistil.evaluation.metrics import classification_metrics, loyalty
 from xdistil.evaluation.report import write_report
+from xdistil.fingerprint import fingerprint, texts_fingerprint
 from xdistil.loop import StageHistory
 from xdistil.progress import log
 from xdistil.student.bilstm import BiLSTMConfig, BiLSTMStudent
@@ -50,7 +51,6 @@ from xdistil.teacher.models import (
 )
 from xdistil.transfer.augment import WordPool, augment_stream
 from xdistil.transfer.cache import AnnotationSpec, TransferCache, annotate, atomic_write_json
-from xdistil.fingerprint import fingerprint, texts_fingerprint
 
 STEPS = ("finetune", "annotate", "distill", "evaluate")
 TEACHER_MARKER = "xdistil_teacher.json"
@@ -180,10 +180,15 @@ class Run:
     def transfer_stream(self) -> Iterator[str]:
         """Train texts first (so gold labels line up with the first rows), then the unlabeled transfer
         set, then its augmentations: read lazily, never held in memory."""
-        corpus, augment = self.corpus, self.config.transfer.augment
+        return itertools.chain(self.corpus.train.texts, self.corpus.transfer, self._augmented())
+
+    def _augmented(self) -> Iterator[str]:
+        """The augmented transfer texts, regenerated on each call (seeded, so always the same)."""
+        augment = self.config.transfer.augment
+        if not augment.factor:
+            return iter(())
         mask = self.tokenizer.mask_token or "[MASK]"
-        augmented = augment_stream(corpus.transfer, augment, mask, self.config.seed, self.word_pool) if augment.factor else ()
-        return itertools.chain(corpus.train.texts, corpus.transfer, augmented)
+        return augment_stream(self.corpus.transfer, augment, mask, self.config.seed, self.word_pool)
 
     @cached_property
     def word_pool(self) -> WordPool:
@@ -196,8 +201,7 @@ class Run:
         n_transfer, transfer_fp, _ = corpus.transfer.scan()
         count = len(corpus.train) + n_transfer
         if augment.factor:
-            mask = self.tokenizer.mask_token or "[MASK]"
-            added = sum(1 for _ in augment_stream(corpus.transfer, augment, mask, self.config.seed, self.word_pool))
+            added = sum(1 for _ in self._augmented())
             log(f"augmentation: {added:,} new transfer texts from {n_transfer:,}")
             count += added
         fp = fingerprint(texts_fingerprint(corpus.train.texts), transfer_fp, augment.model_dump(mode="json"), self.config.seed)

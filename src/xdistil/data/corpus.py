@@ -54,9 +54,12 @@ class TextStream:
         if notes is not None:
             notes.append(f"{Path(part).name}: {texts} texts split into {sentences} sentences")
 
-    def __iter__(self) -> Iterator[str]:
+    def _texts(self, notes: list[str] | None) -> Iterator[str]:
         for part in self.parts:
-            yield from self._part(part, None)
+            yield from self._part(part, notes)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._texts(None)
 
     def scan(self) -> tuple[int, str, list[str]]:
         """(number of texts, fingerprint of the texts, notes on skipped lines and sentence splitting); cached."""
@@ -66,10 +69,9 @@ class TextStream:
 
             def counted() -> Iterator[str]:
                 nonlocal count
-                for part in self.parts:
-                    for text in self._part(part, notes):
-                        count += 1
-                        yield text
+                for text in self._texts(notes):
+                    count += 1
+                    yield text
 
             digest = texts_fingerprint(counted())
             self._scan = (count, digest, notes)

@@ -144,7 +144,7 @@ def _read_delimited(path: Path, delimiter: str, text_column: str, label_column: 
 
 def iter_json_objects(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) of each non-blank line of a JSONL file, read lazily; a bad line is a one-line error."""
-    for number, line in _binary_lines(path):
+    for number, line in iter_lines(path):
         if not line.strip():
             continue
         try:
@@ -174,7 +174,7 @@ def read_labeled(path: str | Path, text_column: str = "text", label_column: str 
     raise XDistilError(f"{path}: unsupported labeled format; expected .csv, .tsv or .jsonl (optionally .gz/.bz2)")
 
 
-def _binary_lines(path: Path) -> Iterator[tuple[int, str]]:
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of a file read lazily, split on \\n only, each line decoded as strict UTF-8."""
     with open_binary(path) as handle:
         for number, raw in enumerate(handle, start=1):
@@ -203,7 +203,7 @@ def iter_unlabeled(path: str | Path, text_column: str = "text", notes: list[str]
             count += 1
             yield text.strip()
     else:
-        for _, line in _binary_lines(path):
+        for _, line in iter_lines(path):
             if not line.strip():
                 blank += 1
                 continue

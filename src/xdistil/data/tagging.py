@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xdistil.data.readers import file_format, iter_json_objects, read_text_file
+from xdistil.data.readers import file_format, iter_json_objects, iter_lines
 from xdistil.errors import XDistilError
 
 _TAG = re.compile(r"^(O|([BIESLU])-(\S+))$")
@@ -77,8 +77,7 @@ def _read_conll(path: Path) -> TaggedTable:
     current: tuple[list[str], list[str]] = ([], [])
     columns: int | None = None
     whitespace_breaks = 0
-    for number, raw in enumerate(read_text_file(path).split("\n"), start=1):
-        line = raw.rstrip("\r")
+    for number, line in iter_lines(path):
         if not line.strip():
             if line:
                 whitespace_breaks += 1

@@ -50,11 +50,18 @@ class DistillData:
         }
 
 
+def gold_for_rows(labels: np.ndarray, rows: range) -> np.ndarray:
+    """Gold labels of cache rows: the first len(labels) rows are the labeled train set, the rest have none."""
+    gold = np.full(len(rows), IGNORE, dtype=np.int64)
+    labeled = range(rows.start, min(rows.stop, len(labels)))
+    gold[: len(labeled)] = labels[labeled.start : labeled.stop]
+    return gold
+
+
 def cached_data(cache: TransferCache, vocab: PrunedVocab, labels: Sequence[int], stop: int | None = None) -> DistillData:
     """The first `stop` rows of a cache (all by default) in memory, with gold labels on the first len(labels)."""
     ids, logits, reps = cache.load(stop)
-    gold = np.full(len(ids), IGNORE, dtype=np.int64)
-    gold[: len(labels)] = list(labels)[: len(ids)]
+    gold = gold_for_rows(np.asarray(labels, dtype=np.int64), range(len(ids)))
     return DistillData([vocab.encode(x) for x in ids], logits, reps, gold, vocab.pad_id)
 
 
@@ -67,7 +74,7 @@ class TransferBatches:
     """
 
     def __init__(self, cache: TransferCache, vocab: PrunedVocab, labels: Sequence[int], batch_size: int, seed: int, window: int = 8):
-        self.cache, self.vocab, self.labels = cache, vocab, list(labels)
+        self.cache, self.vocab, self.labels = cache, vocab, np.asarray(labels, dtype=np.int64)
         self.batch_size, self.seed, self.window = batch_size, seed, window
         self.epoch = 0
         self.chunks = cache.num_chunks()
@@ -97,8 +104,7 @@ class TransferBatches:
             ids.extend(self.vocab.encode(x) for x in chunk_ids)
             logits.append(chunk_logits)
             reps.append(chunk_reps)
-            rows = self.cache.chunk_rows(index)
-            gold.append(np.array([self.labels[r] if r < len(self.labels) else IGNORE for r in rows], dtype=np.int64))
+            gold.append(gold_for_rows(self.labels, self.cache.chunk_rows(index)))
         return DistillData(ids, np.concatenate(logits), np.concatenate(reps), np.concatenate(gold), self.vocab.pad_id)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:

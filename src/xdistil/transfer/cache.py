@@ -3,7 +3,8 @@
 Layout: `manifest.json` plus `chunk-NNNNN.safetensors`, one per `chunk_size` texts, each holding
 `logits` (float32), `repr` (float16 or float32) and the teacher's token ids (`input_ids` flat,
 `lengths`), with its fingerprint, range, truncation count and a checksum of its tensors in the
-file's metadata. Readers go chunk by chunk, so memory stays bounded whatever the set's size. A chunk is written to a temporary file and renamed into
+file's metadata. Readers go chunk by chunk, so memory stays bounded whatever the set's size.
+A chunk is written to a temporary file and renamed into
 place, so a killed run leaves only whole chunks; a chunk that fails verification is redone.
 """
 
