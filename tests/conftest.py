@@ -11,6 +11,36 @@ import pytest
 POSITIVE = "great superb moving delightful brilliant charming funny warm clever gripping".split()
 NEGATIVE = "dull boring awful tedious clumsy bland messy weak flat lifeless".split()
 NEUTRAL = "the film movie story plot actor director scene it was a and with this its script".split()
+PEOPLE = "alice bob carol dave erin frank".split()
+PLACES = "paris london berlin rome madrid oslo".split()
+FILLER = "met in visited saw went to from lives near".split()
+
+
+def make_tagged(rng: random.Random, words: int = 6) -> tuple[list[str], list[str]]:
+    """A synthetic sentence with people (PER, sometimes two words) and places (LOC), IOB2 tags."""
+    tokens: list[str] = []
+    tags: list[str] = []
+    while len(tokens) < words:
+        kind = rng.random()
+        if kind < 0.25:
+            tokens.append(rng.choice(PEOPLE))
+            tags.append("B-PER")
+            if rng.random() < 0.4:
+                tokens.append(rng.choice(PEOPLE) + rng.choice(["", "s"]))
+                tags.append("I-PER")
+        elif kind < 0.45:
+            tokens.append(rng.choice(PLACES))
+            tags.append("B-LOC")
+        else:
+            tokens.append(rng.choice(FILLER + NEUTRAL[:4]))
+            tags.append("O")
+    return tokens, tags
+
+
+def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]]) -> Path:
+    blocks = ["\n".join(f"{w} {t}" for w, t in zip(*s)) for s in sentences]
+    path.write_text("-DOCSTART- O\n\n" + "\n\n".join(blocks) + "\n", encoding="utf-8")
+    return path
 
 
 def make_sentence(rng: random.Random, label: str) -> str:
@@ -35,7 +65,7 @@ def tiny_teacher(tmp_path_factory) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder = tmp_path_factory.mktemp("tiny_teacher")
-    words = sorted(set(POSITIVE + NEGATIVE + NEUTRAL + ["unseen", "extra", "words"]))
+    words = sorted(set(POSITIVE + NEGATIVE + NEUTRAL + PEOPLE + PLACES + FILLER + ["unseen", "extra", "words"]))
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     vocab = {piece: i for i, piece in enumerate(specials + words + ["##s", "##ly"])}
     core = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
@@ -73,6 +103,27 @@ def sentiment_files(tmp_path_factory) -> dict[str, Path]:
     }
     transfer = folder / "transfer.txt"
     transfer.write_text("\n".join(make_sentence(rng, rng.choice(["pos", "neg"])) for _ in range(300)) + "\n", encoding="utf-8")
+    files["transfer"] = transfer
+    return files
+
+
+@pytest.fixture(scope="session")
+def tagging_files(tmp_path_factory) -> dict[str, Path]:
+    """CoNLL train/dev/test of synthetic PER/LOC sentences (a few longer than the tiny teacher's
+    32-piece limit) and an unlabeled transfer file, one sentence per line."""
+    folder = tmp_path_factory.mktemp("tagging")
+    rng = random.Random(11)
+
+    def sentences(n: int) -> list[tuple[list[str], list[str]]]:
+        return [make_tagged(rng, rng.choice([4, 6, 9, 40 if i % 10 == 0 else 7])) for i in range(n)]
+
+    files = {
+        "train": write_conll(folder / "train.conll", sentences(60)),
+        "dev": write_conll(folder / "dev.conll", sentences(30)),
+        "test": write_conll(folder / "test.conll", sentences(40)),
+    }
+    transfer = folder / "transfer.txt"
+    transfer.write_text("\n".join(" ".join(make_tagged(rng, 7)[0]) for _ in range(300)) + "\n", encoding="utf-8")
     files["transfer"] = transfer
     return files
 

@@ -39,6 +39,11 @@ class DataConfig(_Strict):
     train_size: int | None = Field(None, gt=0, description="keep this many labeled train examples")
     surplus_to_transfer: bool = Field(True, description="labeled rows beyond train_size join the transfer set unlabeled")
     split_transfer_sentences: bool = Field(False, description="split long transfer paragraphs into sentences")
+    pretokenizer: Literal["whitespace", "punctuation"] = Field(
+        "whitespace", description="tagging: how unlabeled transfer lines become words (punctuation also splits it off words)"
+    )
+    tokens_column: str = Field("tokens", description="tagging, hub datasets: the column of word lists")
+    tags_column: str = Field("ner_tags", description="tagging, hub datasets: the column of tags")
 
 
 class TeacherConfig(_Strict):
@@ -101,7 +106,7 @@ class StageConfig(_Strict):
     unfreeze: Literal["none", "gradual"] = "none"
     epochs: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0)
-    monitor: Literal["dev_loss", "dev_accuracy"] | None = None
+    monitor: Literal["dev_loss", "dev_score"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> StageConfig:
@@ -139,7 +144,7 @@ class DistillConfig(_Strict):
     soft_loss: Literal["mse", "kl"] = "mse"
     representation_loss: Literal["mse", "cosine"] = "mse"
     grad_clip: float = Field(5.0, gt=0)
-    monitor: Literal["dev_loss", "dev_accuracy"] = "dev_accuracy"
+    monitor: Literal["dev_loss", "dev_score"] = Field("dev_score", description="dev_score: accuracy, or entity F1 for tagging")
 
 
 class EvaluationConfig(_Strict):
@@ -155,7 +160,7 @@ class EvaluationConfig(_Strict):
 class RunConfig(_Strict):
     """A whole run: data -> teacher -> transfer set -> student -> evaluation -> export."""
 
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "tagging"] = "classification"
     seed: int = 42
     out: Path = Path("runs/demo")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -166,6 +171,12 @@ class RunConfig(_Strict):
     student: StudentConfig = Field(default_factory=StudentConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.task == "tagging" and self.transfer.augment.factor:
+            raise ValueError("transfer.augment is for classification; set transfer.augment.factor: 0 for tagging")
+        return self
 
 
 def _one_line(err: ValidationError, source: str) -> str:

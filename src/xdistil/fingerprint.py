@@ -16,10 +16,10 @@ def fingerprint(*parts: object) -> str:
     return digest.hexdigest()[:16]
 
 
-def texts_fingerprint(texts: Iterable[str]) -> str:
-    """sha256 (first 16 hex digits) of the texts in order."""
+def texts_fingerprint(texts: Iterable[str | list[str]]) -> str:
+    """sha256 (first 16 hex digits) of the texts (or word lists, for tagging) in order."""
     digest = hashlib.sha256()
     for text in texts:
-        digest.update(text.encode("utf-8"))
+        digest.update((text if isinstance(text, str) else "\x1f".join(text)).encode("utf-8"))
         digest.update(b"\x00")
     return digest.hexdigest()[:16]

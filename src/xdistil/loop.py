@@ -36,6 +36,7 @@ class LoopSettings:
     warmup_ratio: float = 0.0
     restart_epochs: int = 0
     grad_clip: float = 5.0
+    score_name: str = "accuracy"
 
 
 @dataclass
@@ -43,7 +44,7 @@ class EpochRecord:
     epoch: int
     train_loss: float
     dev_loss: float
-    dev_accuracy: float | None
+    dev_score: float | None
     seconds: float
 
 
@@ -55,13 +56,15 @@ class StageHistory:
     epochs: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+    score_name: str = "accuracy"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> StageHistory:
-        return cls(data["name"], [EpochRecord(**e) for e in data["epochs"]], data["best_epoch"], data["stopped_early"])
+        epochs = [EpochRecord(**e) for e in data["epochs"]]
+        return cls(data["name"], epochs, data["best_epoch"], data["stopped_early"], data.get("score_name", "accuracy"))
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int, period_steps: int) -> Callable[[int], float]:
@@ -77,9 +80,9 @@ def _lr_lambda(total_steps: int, warmup_steps: int, period_steps: int) -> Callab
     return factor
 
 
-def _score(monitor: str, dev_loss: float, dev_accuracy: float | None) -> tuple[float, float]:
-    if monitor == "dev_accuracy" and dev_accuracy is not None:
-        return (dev_accuracy, -dev_loss)
+def _score(monitor: str, dev_loss: float, dev_score: float | None) -> tuple[float, float]:
+    if monitor == "dev_score" and dev_score is not None:
+        return (dev_score, -dev_loss)
     return (-dev_loss, 0.0)
 
 
@@ -116,7 +119,7 @@ def fit(
     )
     optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
 
-    history = StageHistory(settings.name)
+    history = StageHistory(settings.name, score_name=settings.score_name)
     best_state = copy.deepcopy(model.state_dict())
     best_extra = [copy.deepcopy(m.state_dict()) for m in extra_modules]
     best_score: tuple[float, float] | None = None
@@ -151,12 +154,12 @@ def fit(
             model.eval()
             for m in extra_modules:
                 m.eval()
-            dev_loss, dev_accuracy = evaluate()
-            record = EpochRecord(epoch, running / max(count, 1), dev_loss, dev_accuracy, time.perf_counter() - started)
+            dev_loss, dev_score = evaluate()
+            record = EpochRecord(epoch, running / max(count, 1), dev_loss, dev_score, time.perf_counter() - started)
             history.epochs.append(record)
-            accuracy = f", dev accuracy {dev_accuracy:.4f}" if dev_accuracy is not None else ""
+            accuracy = f", dev {settings.score_name} {dev_score:.4f}" if dev_score is not None else ""
             log(f"{settings.name} epoch {epoch}: train loss {record.train_loss:.4f}, dev loss {dev_loss:.4f}{accuracy} ({record.seconds:.0f}s)")
-            score = _score(settings.monitor, dev_loss, dev_accuracy)
+            score = _score(settings.monitor, dev_loss, dev_score)
             if best_score is None or score > best_score:
                 best_score, stale, history.best_epoch = score, 0, epoch
                 best_state = copy.deepcopy(model.state_dict())

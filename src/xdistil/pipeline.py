@@ -21,15 +21,15 @@ import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from transformers import AutoModelForSequenceClassification
 
 from xdistil.config import RunConfig, config_to_dict, save_config
-from xdistil.data.corpus import Corpus, load_corpus
-from xdistil.distill.runner import DistillData, StageCheckpoints, TransferBatches, cached_data, run_stages
+from xdistil.data.corpus import Corpus, load_corpus, load_tagged_corpus
+from xdistil.data.tagging import pretokenize
+from xdistil.distill.runner import DistillData, StageCheckpoints, TransferBatches, cached_data, run_stages, student_forward
 from xdistil.distill.stages import Stage, expand_stages
 from xdistil.errors import XDistilError
 from xdistil.evaluation.latency import measure_latency
-from xdistil.evaluation.metrics import classification_metrics, loyalty
+from xdistil.evaluation.metrics import classification_metrics, loyalty, tagging_metrics
 from xdistil.evaluation.report import write_report
 from xdistil.fingerprint import fingerprint, texts_fingerprint
 from xdistil.loop import StageHistory
@@ -39,12 +39,14 @@ from xdistil.student.embeddings import pca_compress
 from xdistil.student.inputs import pad_batch
 from xdistil.student.io import save_student
 from xdistil.student.vocab import PrunedVocab
-from xdistil.teacher.finetune import finetune_teacher
+from xdistil.batching import sorted_batches
+from xdistil.teacher.finetune import finetune_tagger, finetune_teacher
 from xdistil.teacher.inference import pad_teacher, resolve_layer
 from xdistil.teacher.models import (
     count_parameters,
     load_classifier,
     load_tokenizer,
+    model_class,
     resolve_pooling,
     resolve_teacher,
     teacher_label_order,
@@ -89,6 +91,7 @@ class Run:
         set_seed(config.seed)
         self.accelerator = Accelerator(cpu=config.device == "cpu", mixed_precision=config.mixed_precision)
         self.timings: dict[str, float] = {}
+        self.tagging = config.task == "tagging"
 
     def _prepare_folder(self, overwrite: bool) -> None:
         saved = self.out / "config.yaml"
@@ -113,11 +116,13 @@ class Run:
     # ---- data ----
     @cached_property
     def corpus(self) -> Corpus:
-        corpus = load_corpus(self.config.data)
+        corpus = load_tagged_corpus(self.config.data) if self.tagging else load_corpus(self.config.data)
         data_fp = fingerprint(
+            self.config.task,
             corpus.label_names,
             [texts_fingerprint(t) for t in (corpus.train.texts, corpus.dev.texts, corpus.test.texts)] + [corpus.transfer.scan()[1]],
             corpus.train.labels, corpus.dev.labels, corpus.test.labels,
+            [corpus.train.langs, corpus.dev.langs, corpus.test.langs],
         )
         path = self.out / "data.json"
         if path.is_file() and (self.out / "teacher").exists():
@@ -151,17 +156,20 @@ class Run:
         if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == self.teacher_fingerprint:
             log(f"teacher: loaded the fine-tuned teacher from {folder}")
             self.teacher_history = [StageHistory.from_dict(h) for h in json.loads(marker.read_text(encoding="utf-8"))["history"]]
-            return AutoModelForSequenceClassification.from_pretrained(str(folder)).to(self.accelerator.device).eval()
+            return model_class(self.config.task).from_pretrained(str(folder)).to(self.accelerator.device).eval()
         started = time.perf_counter()
         config = self.config.teacher
-        model = load_classifier(config.model, self.corpus.label_names, require_labels=not config.finetune)
+        model = load_classifier(config.model, self.corpus.label_names, require_labels=not config.finetune, task=self.config.task)
         model.to(self.accelerator.device)
         self.teacher_history = []
         if config.finetune:
             log(f"teacher: fine-tuning {config.model} on {len(self.corpus.train):,} labeled examples")
-            self.teacher_history = [
-                finetune_teacher(model, self.tokenizer, self.corpus.train, self.corpus.dev, config, self.accelerator, self.config.seed)
-            ]
+            corpus, seed = self.corpus, self.config.seed
+            if self.tagging:
+                history = finetune_tagger(model, self.tokenizer, corpus.train, corpus.dev, corpus.label_names, config, self.accelerator, seed)
+            else:
+                history = finetune_teacher(model, self.tokenizer, corpus.train, corpus.dev, config, self.accelerator, seed)
+            self.teacher_history = [history]
         tmp = folder.with_name("teacher.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(str(tmp))
@@ -177,9 +185,12 @@ class Run:
         return teacher_label_order(self.teacher, self.corpus.label_names)
 
     # ---- transfer set ----
-    def transfer_stream(self) -> Iterator[str]:
+    def transfer_stream(self) -> Iterator[str] | Iterator[list[str]]:
         """Train texts first (so gold labels line up with the first rows), then the unlabeled transfer
-        set, then its augmentations: read lazily, never held in memory."""
+        set, then its augmentations: read lazily, never held in memory. Tagging streams word lists."""
+        if self.tagging:
+            kind = self.config.data.pretokenizer
+            return itertools.chain(self.corpus.train.texts, (pretokenize(line, kind) for line in self.corpus.transfer))
         return itertools.chain(self.corpus.train.texts, self.corpus.transfer, self._augmented())
 
     def _augmented(self) -> Iterator[str]:
@@ -204,7 +215,10 @@ class Run:
             added = sum(1 for _ in self._augmented())
             log(f"augmentation: {added:,} new transfer texts from {n_transfer:,}")
             count += added
-        fp = fingerprint(texts_fingerprint(corpus.train.texts), transfer_fp, augment.model_dump(mode="json"), self.config.seed)
+        fp = fingerprint(
+            texts_fingerprint(corpus.train.texts), transfer_fp, augment.model_dump(mode="json"), self.config.seed,
+            self.config.data.pretokenizer if self.tagging else None,
+        )
         return count, fp
 
     @cached_property
@@ -218,6 +232,7 @@ class Run:
             layer=resolve_layer(teacher, config.teacher.layer),
             pooling=resolve_pooling(config.teacher.model, config.teacher.pooling),
             dtype=config.transfer.dtype,
+            task=config.task,
         )
         count, transfer_fp = self.transfer_count
         parts = {
@@ -233,7 +248,8 @@ class Run:
             )
             cut = caches[name].truncated()
             if cut:
-                self.corpus.notes.append(f"{name}: {cut} texts longer than {spec.max_length} word pieces were truncated")
+                how = "split into teacher windows and stitched back" if self.tagging else "truncated"
+                self.corpus.notes.append(f"{name}: {cut} texts longer than {spec.max_length} word pieces were {how}")
         self._timed("annotate", started)
         return caches
 
@@ -260,6 +276,7 @@ class Run:
                 dropout=config.dropout,
                 dense_dim=config.dense_dim or self.teacher.config.hidden_size,
                 pad_id=self.vocab.pad_id,
+                tagging=self.tagging,
             )
         )
         if config.embedding_init == "teacher_pca":
@@ -272,7 +289,7 @@ class Run:
     def distill_data(self) -> dict[str, DistillData | TransferBatches]:
         """The transfer set streams from its cache; the labeled rows (its first rows) and dev are small, in memory."""
         caches, vocab, labels = self.caches, self.vocab, self.corpus.train.labels
-        _warn_if_constant(caches["transfer"].chunk(0)[2], caches["transfer"].manifest)
+        _warn_if_constant(caches["transfer"].chunk(0).reps, caches["transfer"].manifest)
         return {
             "transfer": TransferBatches(caches["transfer"], vocab, labels, self.config.distill.batch_size, self.config.seed),
             "labeled": cached_data(caches["transfer"], vocab, labels, stop=len(labels)),
@@ -294,6 +311,7 @@ class Run:
         histories = run_stages(
             model, stages, data, data["dev"], self.config.distill, self.accelerator, self.config.seed,
             StageCheckpoints(self.out / "checkpoints" / name, fp), self.teacher.config.hidden_size,
+            self._dev_f1 if self.tagging else None, "entity F1" if self.tagging else "accuracy",
         )
         return model, histories
 
@@ -312,21 +330,46 @@ class Run:
         config = self.config
         stage = Stage(
             "gold only (no distillation)", {"gold": 1.0}, "labeled", ("output", "dense", "encoder", "embedding"),
-            config.evaluation.baseline_epochs, config.distill.lr, "dev_accuracy",
+            config.evaluation.baseline_epochs, config.distill.lr, "dev_score",
         )
         result = self._train("baseline", [stage])
         self._timed("baseline", started)
         return result
 
+    def _dev_f1(self, predicted: list[np.ndarray]) -> float:
+        """Entity F1 of per-word label indices on the dev sentences (the tagging stages' dev score)."""
+        return self._tag_metrics(predicted, self.corpus.dev)["f1"]
+
+    def _tag_metrics(self, predicted: list[np.ndarray], split) -> dict:
+        names = self.corpus.label_names
+        tags = [[names[i] for i in row] for row in predicted]
+        gold = [[names[i] for i in row] for row in split.labels]
+        return tagging_metrics(tags, gold, split.langs)
+
     # ---- evaluation ----
     @torch.inference_mode()
-    def _student_logits(self, model: BiLSTMStudent, ids: list[np.ndarray]) -> np.ndarray:
+    def _student_logits(self, model: BiLSTMStudent, data: DistillData) -> np.ndarray:
+        """Student logits in the data's order: one row per example, or per word for tagging."""
         model.eval()
-        out = []
-        for start in range(0, len(ids), 512):
-            input_ids, lengths = pad_batch(ids[start : start + 512], self.vocab.pad_id)
-            out.append(model(input_ids.to(self.accelerator.device), lengths).logits.float().cpu())
-        return torch.cat(out).numpy()
+        out: list[np.ndarray] = [np.empty(0)] * len(data)
+        for indices in sorted_batches([len(x) for x in data.ids], 512):
+            batch = {k: v.to(self.accelerator.device) for k, v in data.collate(indices).items()}
+            logits = student_forward(model, batch).logits.float().cpu().numpy()
+            words = batch["mask"].sum(1).tolist() if "mask" in batch else None
+            for row, i in enumerate(indices):
+                out[i] = logits[row, : words[row]] if words is not None else logits[row : row + 1]
+        return np.concatenate(out)
+
+    def _quality(self, logits: np.ndarray, test: DistillData) -> dict:
+        """Test metrics of logits (per example or per word) and their loyalty to the teacher's."""
+        split = self.corpus.test
+        agreement = loyalty(logits, test.teacher_logits)
+        if self.tagging:
+            rows = np.split(logits.argmax(1), np.cumsum([len(s) for s in split.labels])[:-1])
+            metrics = self._tag_metrics(rows, split)
+        else:
+            metrics = classification_metrics(logits.argmax(1), np.asarray(split.labels))
+        return {**metrics, "loyalty": agreement["label"], "probability_loyalty": agreement["probability"]}
 
     def _latency(self, student: BiLSTMStudent, ids: list[np.ndarray]) -> dict[str, dict[str, dict[str, float]]]:
         """Teacher and student on the same test batches (teacher token ids), same process and threads, on the CPU."""
@@ -350,9 +393,8 @@ class Run:
         baseline = self.baseline if self.config.evaluation.baseline else None
         started = time.perf_counter()
         corpus, config = self.corpus, self.config
-        gold = np.asarray(corpus.test.labels)
-        teacher_ids, teacher_logits, _ = self.caches["test"].load()
-        test_ids = [self.vocab.encode(ids) for ids in teacher_ids]
+        test = cached_data(self.caches["test"], self.vocab, corpus.test.labels)
+        teacher_ids = self.caches["test"].load().ids
         threads = config.evaluation.threads or torch.get_num_threads()
         torch.set_num_threads(threads)
         latency = self._latency(student, teacher_ids)
@@ -361,9 +403,11 @@ class Run:
             return round(path.stat().st_size / 1e6, 2)
 
         teacher_params = count_parameters(self.teacher)
-        student_logits = self._student_logits(student, test_ids)
-        student_loyalty = loyalty(student_logits, teacher_logits)
+        teacher_quality = self._quality(test.teacher_logits, test)
+        for key in ("loyalty", "probability_loyalty"):
+            teacher_quality.pop(key)
         metrics: dict = {
+            "task": config.task,
             "run": {
                 "name": self.out.name,
                 "teacher": config.teacher.model,
@@ -373,7 +417,7 @@ class Run:
             },
             "data": corpus.sizes(),
             "teacher": {
-                **classification_metrics(teacher_logits.argmax(1), gold),
+                **teacher_quality,
                 "params": teacher_params,
                 "params_without_embeddings": teacher_params - self.teacher.get_input_embeddings().weight.numel(),
                 "size_mb": size_mb(self.out / "teacher" / "model.safetensors"),
@@ -381,9 +425,7 @@ class Run:
                 "examples_per_s": {k: v["examples_per_s"] for k, v in latency["teacher"].items()},
             },
             "student": {
-                **classification_metrics(student_logits.argmax(1), gold),
-                "loyalty": student_loyalty["label"],
-                "probability_loyalty": student_loyalty["probability"],
+                **self._quality(self._student_logits(student, test), test),
                 "params": count_parameters(student),
                 "params_without_embeddings": count_parameters(student) - student.embedding.weight.numel(),
                 "size_mb": size_mb(self.out / "student" / "model.safetensors"),
@@ -393,13 +435,14 @@ class Run:
             },
         }
         if baseline is not None:
-            baseline_logits = self._student_logits(baseline[0], test_ids)
             metrics["baseline_no_distillation"] = {
-                **classification_metrics(baseline_logits.argmax(1), gold),
-                "loyalty": loyalty(baseline_logits, teacher_logits)["label"],
+                **self._quality(self._student_logits(baseline[0], test), test),
                 "params": count_parameters(baseline[0]),
             }
         metrics["compression"] = metrics["teacher"]["params"] / metrics["student"]["params"]
+        primary = "f1" if self.tagging else "accuracy"
+        metrics["primary_metric"] = primary
+        metrics["retention"] = metrics["student"][primary] / max(metrics["teacher"][primary], 1e-12)
         for size in config.evaluation.latency_batch_sizes:
             metrics[f"speedup_batch_{size}"] = metrics["teacher"]["latency_ms"][f"batch_{size}"] / metrics["student"]["latency_ms"][f"batch_{size}"]
         metrics["stages"] = {

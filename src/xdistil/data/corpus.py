@@ -11,6 +11,7 @@ from xdistil.config import DataConfig
 from xdistil.data.builtin import BUILTIN_DATASETS, rotten_tomatoes_files
 from xdistil.data.readers import Table, iter_unlabeled, read_labeled
 from xdistil.data.splits import carve, resolve_size
+from xdistil.data.tagging import TaggedTable, encode_tags, hub_tagged, read_tagged, subset, tag_names
 from xdistil.errors import XDistilError
 from xdistil.fingerprint import texts_fingerprint
 
@@ -19,10 +20,15 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 @dataclass
 class Split:
-    """Labeled examples with label indices into the corpus' label names."""
+    """Labeled examples with label indices into the corpus' label names.
 
-    texts: list[str]
-    labels: list[int]
+    Classification: a text and a label index per example. Tagging: a word list and one tag index
+    per word, and optionally a language per sentence.
+    """
+
+    texts: list
+    labels: list
+    langs: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -125,13 +131,12 @@ def _encode(table: Table, names: list[str], role: str) -> Split:
     return Split(list(table.texts), [index[label] for label in table.labels])
 
 
-def _carve_size(table: Table, size: float, role: str) -> int:
+def _carve_size(path: Path, n: int, size: float, role: str) -> int:
     """How many examples to carve for dev or test; refusing a split that would be empty or leave no train."""
-    n = len(table.texts)
     count = resolve_size(size, n)
     if count < 1 or count >= n:
         raise XDistilError(
-            f"{table.path}: too few examples ({n}) to carve a {role} split with {role}_size {size}; "
+            f"{path}: too few examples ({n}) to carve a {role} split with {role}_size {size}; "
             f"give data.{role} as a file or use more labeled data"
         )
     return count
@@ -163,6 +168,52 @@ def _hub_tables(config: DataConfig) -> tuple[Table, Table | None, Table | None]:
     return train, table("validation") or table("dev"), table("test")
 
 
+def load_tagged_corpus(config: DataConfig) -> Corpus:
+    """Tagging data: CoNLL/JSONL files or a hub dataset, tags in IOB2, dev/test carved when missing,
+    unlabeled transfer text one sentence per line (pre-tokenised when streamed)."""
+    notes: list[str] = []
+    if config.dataset:
+        train, dev, test = hub_tagged(config.dataset, config.tokens_column, config.tags_column)
+    else:
+        if config.train is None:
+            raise XDistilError("data.train: no labeled train file given (set data.train or data.dataset)")
+        train = read_tagged(config.train)
+        dev = read_tagged(config.dev) if config.dev else None
+        test = read_tagged(config.test) if config.test else None
+    for table in (train, dev, test):
+        if table is not None:
+            notes.extend(table.notes)
+    seed = config.split_seed
+    if test is None:
+        test_idx, rest_idx = carve(len(train.tokens), _carve_size(train.path, len(train.tokens), config.test_size, "test"), seed)
+        test, train = subset(train, test_idx), subset(train, rest_idx)
+        notes.append(f"test carved from train: {len(test_idx)} sentences (seed {seed})")
+    if dev is None:
+        dev_idx, rest_idx = carve(len(train.tokens), _carve_size(train.path, len(train.tokens), config.dev_size, "dev"), seed + 1)
+        dev, train = subset(train, dev_idx), subset(train, rest_idx)
+        notes.append(f"dev carved from train: {len(dev_idx)} sentences")
+    transfer_parts: list[list[str] | Path] = []
+    if config.train_size is not None and config.train_size < len(train.tokens):
+        keep_idx, surplus_idx = carve(len(train.tokens), config.train_size, seed + 2)
+        surplus = subset(train, surplus_idx)
+        train = subset(train, keep_idx)
+        if config.surplus_to_transfer:
+            transfer_parts.append([" ".join(words) for words in surplus.tokens])
+            notes.append(f"{len(surplus_idx)} labeled sentences beyond train_size joined the transfer set without tags")
+        else:
+            notes.append(f"{len(surplus_idx)} labeled sentences beyond train_size were left out (surplus_to_transfer: false)")
+    names = tag_names(train.entity_types())
+    if len(names) < 2:
+        raise XDistilError(f"{train.path}: train has no entities (every tag is O); tagging needs at least one entity type")
+    transfer = TextStream(transfer_parts + [Path(p) for p in config.transfer], config.text_column, config.split_transfer_sentences)
+    notes.extend(transfer.scan()[2])
+
+    def split(table: TaggedTable, role: str) -> Split:
+        return Split(table.tokens, encode_tags(table, names, role), table.langs)
+
+    return Corpus(names, split(train, "train"), split(dev, "dev"), split(test, "test"), transfer, notes)
+
+
 def load_corpus(config: DataConfig) -> Corpus:
     """Read and split the data as the config says; every count-changing step is noted."""
     notes: list[str] = []
@@ -185,12 +236,12 @@ def load_corpus(config: DataConfig) -> Corpus:
     groups = train_table.groups
     seed = config.split_seed
     if test_table is None:
-        size = _carve_size(train_table, config.test_size, "test")
+        size = _carve_size(train_table.path, len(train_table.texts), config.test_size, "test")
         test_idx, rest_idx = carve(len(train_table.texts), size, seed, groups)
         test_table, train_table = _subset(train_table, test_idx), _subset(train_table, rest_idx)
         notes.append(f"test carved from train: {len(test_idx)} examples (seed {seed}{', by ' + group_column if group_column else ''})")
     if dev_table is None:
-        size = _carve_size(train_table, config.dev_size, "dev")
+        size = _carve_size(train_table.path, len(train_table.texts), config.dev_size, "dev")
         dev_idx, rest_idx = carve(len(train_table.texts), size, seed + 1, train_table.groups)
         dev_table, train_table = _subset(train_table, dev_idx), _subset(train_table, rest_idx)
         notes.append(f"dev carved from train: {len(dev_idx)} examples")

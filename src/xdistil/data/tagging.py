@@ -136,3 +136,75 @@ def read_tagged(path: str | Path) -> TaggedTable:
         table.tags = [to_iob2(sentence, table.scheme) for sentence in table.tags]
         table.notes.append(f"{path.name}: tags converted from {table.scheme} to IOB2")
     return table
+
+
+_PUNCTUATION_WORDS = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]")
+
+
+def pretokenize(text: str, kind: str = "whitespace") -> list[str]:
+    """Words of an unlabeled transfer line: split on whitespace, or also split punctuation off
+    words (`punctuation`, closer to CoNLL tokenisation)."""
+    if kind == "punctuation":
+        return _PUNCTUATION_WORDS.findall(text)
+    return text.split()
+
+
+def tag_names(types: list[str]) -> list[str]:
+    """The IOB2 label set for entity types: O first, then B-/I- of each type in sorted order."""
+    return ["O"] + [f"{prefix}-{kind}" for kind in sorted(types) for prefix in ("B", "I")]
+
+
+def encode_tags(table: TaggedTable, names: list[str], role: str) -> list[list[int]]:
+    """Tag indices per sentence; a type never seen in train is a one-line error naming the sentence."""
+    index = {name: i for i, name in enumerate(names)}
+    out = []
+    for number, sentence in enumerate(table.tags, start=1):
+        for tag in sentence:
+            if tag not in index:
+                raise XDistilError(
+                    f"{table.path}: {role} sentence {number}: tag '{tag}' has an entity type never seen in train; "
+                    f"expected one of {names}"
+                )
+        out.append([index[t] for t in sentence])
+    return out
+
+
+def subset(table: TaggedTable, indices: list[int]) -> TaggedTable:
+    """The sentences at `indices`, in that order."""
+    return TaggedTable(table.path, [table.tokens[i] for i in indices], [table.tags[i] for i in indices],
+                       [table.langs[i] for i in indices], table.scheme)
+
+
+def hub_tagged(name: str, tokens_column: str, tags_column: str) -> tuple[TaggedTable, TaggedTable | None, TaggedTable | None]:
+    """(train, validation, test) of a Hugging Face token-classification dataset, tags as IOB2 names."""
+    try:
+        import datasets
+
+        loaded = datasets.load_dataset(name)
+    except Exception as err:  # the hub client raises many types; the user needs one line
+        raise XDistilError(f"dataset '{name}': could not load from the hub ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+
+    def table(split: str) -> TaggedTable | None:
+        if split not in loaded:
+            return None
+        part = loaded[split]
+        for column in (tokens_column, tags_column):
+            if column not in part.column_names:
+                raise XDistilError(f"dataset '{name}' split '{split}': no column '{column}' in {part.column_names}")
+        feature = getattr(part.features[tags_column], "feature", None)
+        names = getattr(feature, "names", None)
+        tags = [[names[t] if names else str(t) for t in row] for row in part[tags_column]]
+        langs = list(part["lang"]) if "lang" in part.column_names else [None] * len(tags)
+        result = TaggedTable(Path(f"{name}:{split}"), [[str(w) for w in row] for row in part[tokens_column]], tags, langs)
+        for number, sentence in enumerate(result.tags, start=1):
+            for tag in sentence:
+                _check_tag(result.path, number, tag)
+        result.scheme = detect_scheme(result.tags)
+        if result.scheme != "IOB2":
+            result.tags = [to_iob2(s, result.scheme) for s in result.tags]
+        return result
+
+    train = table("train")
+    if train is None:
+        raise XDistilError(f"dataset '{name}': no 'train' split")
+    return train, table("validation") or table("dev"), table("test")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,46 +23,86 @@ from xdistil.loop import LoopSettings, StageHistory, fit
 from xdistil.progress import log
 from xdistil.student.inputs import pad_batch
 from xdistil.student.vocab import PrunedVocab
-from xdistil.transfer.cache import TransferCache, atomic_write_json
+from xdistil.transfer.cache import CacheRows, TransferCache, atomic_write_json
 
 
 @dataclass
 class DistillData:
-    """Student inputs with the teacher's targets and gold labels (IGNORE where there is none)."""
+    """Student inputs with the teacher's targets and gold labels (IGNORE where there is none).
+
+    Classification: one target row per example. Tagging (`starts` given): one target row per word,
+    examples' words in order, and batches carry `word_index` (first-piece positions) and `mask`.
+    """
 
     ids: list[np.ndarray]
     teacher_logits: np.ndarray
     teacher_repr: np.ndarray
     labels: np.ndarray
     pad_id: int
+    starts: list[np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        if self.starts is not None:
+            self.offsets = np.concatenate([[0], np.cumsum([len(s) for s in self.starts])]).astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
         input_ids, lengths = pad_batch([self.ids[i] for i in indices], self.pad_id)
-        return {
-            "input_ids": input_ids,
-            "lengths": lengths,
-            "teacher_logits": torch.from_numpy(self.teacher_logits[indices]).float(),
-            "teacher_repr": torch.from_numpy(self.teacher_repr[indices]).float(),
-            "labels": torch.from_numpy(self.labels[indices]).long(),
-        }
+        batch = {"input_ids": input_ids, "lengths": lengths}
+        if self.starts is None:
+            rows: np.ndarray | list[int] = indices
+        else:
+            spans = [range(self.offsets[i], self.offsets[i + 1]) for i in indices]
+            width = max(len(s) for s in spans)
+            mask = torch.zeros((len(indices), width), dtype=torch.bool)
+            word_index = torch.zeros((len(indices), width), dtype=torch.long)
+            rows = np.zeros((len(indices), width), dtype=np.int64)
+            for b, (i, span) in enumerate(zip(indices, spans)):
+                mask[b, : len(span)] = True
+                word_index[b, : len(span)] = torch.from_numpy(self.starts[i].astype(np.int64))
+                rows[b, : len(span)] = span
+            batch.update(mask=mask, word_index=word_index)
+        labels = torch.from_numpy(self.labels[rows]).long()
+        if self.starts is not None:
+            labels[~batch["mask"]] = IGNORE
+        batch.update(
+            teacher_logits=torch.from_numpy(self.teacher_logits[rows]).float(),
+            teacher_repr=torch.from_numpy(self.teacher_repr[rows]).float(),
+            labels=labels,
+        )
+        return batch
 
 
-def gold_for_rows(labels: np.ndarray, rows: range) -> np.ndarray:
-    """Gold labels of cache rows: the first len(labels) rows are the labeled train set, the rest have none."""
-    gold = np.full(len(rows), IGNORE, dtype=np.int64)
+def gold_for_rows(labels: Sequence, rows: range, word_counts: np.ndarray | None = None) -> np.ndarray:
+    """Gold labels of cache rows: the first len(labels) rows are the labeled train set, the rest have none.
+
+    Tagging (`word_counts` of the rows given): `labels` holds one label array per sentence and the
+    result has one entry per word.
+    """
     labeled = range(rows.start, min(rows.stop, len(labels)))
-    gold[: len(labeled)] = labels[labeled.start : labeled.stop]
+    if word_counts is None:
+        gold = np.full(len(rows), IGNORE, dtype=np.int64)
+        gold[: len(labeled)] = np.asarray(labels[labeled.start : labeled.stop], dtype=np.int64)
+        return gold
+    gold = np.full(int(word_counts.sum()), IGNORE, dtype=np.int64)
+    known = [np.asarray(labels[i], dtype=np.int64) for i in labeled]
+    if known:
+        gold[: sum(len(k) for k in known)] = np.concatenate(known)
     return gold
 
 
-def cached_data(cache: TransferCache, vocab: PrunedVocab, labels: Sequence[int], stop: int | None = None) -> DistillData:
+def distill_data(rows: CacheRows, vocab: PrunedVocab, labels: Sequence, first_row: int = 0) -> DistillData:
+    """Cache rows (starting at cache row `first_row`) as student inputs, gold labels on the labeled rows."""
+    counts = rows.word_counts() if rows.starts is not None else None
+    gold = gold_for_rows(labels, range(first_row, first_row + len(rows)), counts)
+    return DistillData([vocab.encode(x) for x in rows.ids], rows.logits, rows.reps, gold, vocab.pad_id, rows.starts)
+
+
+def cached_data(cache: TransferCache, vocab: PrunedVocab, labels: Sequence, stop: int | None = None) -> DistillData:
     """The first `stop` rows of a cache (all by default) in memory, with gold labels on the first len(labels)."""
-    ids, logits, reps = cache.load(stop)
-    gold = gold_for_rows(np.asarray(labels, dtype=np.int64), range(len(ids)))
-    return DistillData([vocab.encode(x) for x in ids], logits, reps, gold, vocab.pad_id)
+    return distill_data(cache.load(stop), vocab, labels)
 
 
 class TransferBatches:
@@ -73,8 +113,8 @@ class TransferBatches:
     number of batches) and the rows within each window; the order depends only on seed and epoch.
     """
 
-    def __init__(self, cache: TransferCache, vocab: PrunedVocab, labels: Sequence[int], batch_size: int, seed: int, window: int = 8):
-        self.cache, self.vocab, self.labels = cache, vocab, np.asarray(labels, dtype=np.int64)
+    def __init__(self, cache: TransferCache, vocab: PrunedVocab, labels: Sequence, batch_size: int, seed: int, window: int = 8):
+        self.cache, self.vocab, self.labels = cache, vocab, labels
         self.batch_size, self.seed, self.window = batch_size, seed, window
         self.epoch = 0
         self.chunks = cache.num_chunks()
@@ -97,15 +137,16 @@ class TransferBatches:
         return sum(-(-sum(self.sizes[i] for i in w) // self.batch_size) for w in self._windows())
 
     def _window_data(self, chunks: list[int]) -> DistillData:
-        ids: list[np.ndarray] = []
-        logits, reps, gold = [], [], []
-        for index in chunks:
-            chunk_ids, chunk_logits, chunk_reps = self.cache.chunk(index)
-            ids.extend(self.vocab.encode(x) for x in chunk_ids)
-            logits.append(chunk_logits)
-            reps.append(chunk_reps)
-            gold.append(gold_for_rows(self.labels, self.cache.chunk_rows(index)))
-        return DistillData(ids, np.concatenate(logits), np.concatenate(reps), np.concatenate(gold), self.vocab.pad_id)
+        parts = [distill_data(self.cache.chunk(i), self.vocab, self.labels, self.cache.chunk_rows(i).start) for i in chunks]
+        starts = None if parts[0].starts is None else [s for p in parts for s in p.starts]  # type: ignore[union-attr]
+        return DistillData(
+            [x for p in parts for x in p.ids],
+            np.concatenate([p.teacher_logits for p in parts]),
+            np.concatenate([p.teacher_repr for p in parts]),
+            np.concatenate([p.labels for p in parts]),
+            self.vocab.pad_id,
+            starts,
+        )
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for number, chunks in enumerate(self._windows()):
@@ -164,6 +205,13 @@ def _restore(model: torch.nn.Module, losses: dict[str, torch.nn.Module], tensors
             loss.load_state_dict(own)
 
 
+def student_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor]):
+    """The student on a batch: per example, or per word when the batch has word positions (tagging)."""
+    if "word_index" in batch:
+        return model(batch["input_ids"], batch["lengths"], batch["word_index"])
+    return model(batch["input_ids"], batch["lengths"])
+
+
 def run_stages(
     model: torch.nn.Module,
     stages: list[Stage],
@@ -174,8 +222,16 @@ def run_stages(
     seed: int,
     checkpoints: StageCheckpoints,
     teacher_dim: int,
+    dev_score: Callable[[list[np.ndarray]], float] | None = None,
+    score_name: str = "accuracy",
 ) -> list[StageHistory]:
-    """Train `model` through `stages` in order; finished stages are loaded from their checkpoints."""
+    """Train `model` through `stages` in order; finished stages are loaded from their checkpoints.
+
+    `dev_score` turns the student's dev predictions (one array of label indices per example:
+    a scalar for classification, one per word for tagging) into the figure a stage monitors;
+    by default the accuracy against the dev data's labels.
+    """
+    score = dev_score or (lambda predicted: float(np.mean(np.concatenate(predicted) == dev.labels)))
     student_dim = model.config.dense_dim
     losses: dict[str, torch.nn.Module] = {
         name: build_loss(
@@ -207,20 +263,25 @@ def run_stages(
             sampler = LengthBucketSampler([len(ids) for ids in train.ids], config.batch_size, seed * 1000 + index)
             loader = DataLoader(list(range(len(train))), batch_sampler=sampler, collate_fn=train.collate)
 
-        def compute_loss(batch: dict, stage: Stage = stage) -> torch.Tensor:
-            out = model(batch["input_ids"], batch["lengths"])
-            return sum(weight * stage_losses[name](out, batch) for name, weight in stage.losses.items())
+        def stage_loss(out, batch: dict, stage: Stage = stage) -> torch.Tensor:
+            return sum(weight * stage_losses[name](out, batch, batch.get("mask")) for name, weight in stage.losses.items())
+
+        def compute_loss(batch: dict) -> torch.Tensor:
+            return stage_loss(student_forward(model, batch), batch)
 
         def evaluate(stage: Stage = stage) -> tuple[float, float | None]:
-            total, correct = 0.0, 0
+            total = 0.0
+            predicted: list[np.ndarray] = [np.empty(0)] * len(dev)
             with torch.inference_mode():
                 for indices in sorted_batches([len(ids) for ids in dev.ids], 512):
                     batch = {k: v.to(accelerator.device) for k, v in dev.collate(indices).items()}
-                    out = model(batch["input_ids"], batch["lengths"])
-                    loss = sum(weight * stage_losses[name](out, batch) for name, weight in stage.losses.items())
-                    total += float(loss) * len(indices)
-                    correct += int((out.logits.argmax(-1) == batch["labels"]).sum())
-            return total / len(dev), correct / len(dev)
+                    out = student_forward(model, batch)
+                    total += float(stage_loss(out, batch)) * len(indices)
+                    labels = out.logits.argmax(-1).cpu().numpy()
+                    lengths = batch["mask"].sum(1).tolist() if "mask" in batch else [None] * len(indices)
+                    for row, i in enumerate(indices):
+                        predicted[i] = labels[row, : lengths[row]] if lengths[row] is not None else labels[row : row + 1]
+            return total / len(dev), score(predicted)
 
         settings = LoopSettings(
             name=stage.name,
@@ -230,10 +291,11 @@ def run_stages(
             monitor=stage.monitor,
             restart_epochs=config.restart_epochs,
             grad_clip=config.grad_clip,
+            score_name=score_name,
         )
         history = fit(model, trainable, compute_loss, loader, evaluate, settings, accelerator, extra)
         best = history.epochs[history.best_epoch - 1]
-        accuracy = f", dev accuracy {best.dev_accuracy:.4f}" if best.dev_accuracy is not None else ""
+        accuracy = f", dev {history.score_name} {best.dev_score:.4f}" if best.dev_score is not None else ""
         log(f"stage {stage.name}: best epoch {history.best_epoch}/{len(history.epochs)}, dev loss {best.dev_loss:.4f}{accuracy}")
         checkpoints.save(index, stage, _state(model, losses), history)
         histories.append(history)

@@ -24,11 +24,11 @@ def plot_stages(histories: list[StageHistory], path: Path, title: str) -> None:
         ax.axvline(history.best_epoch, color="grey", linestyle=":", label="kept epoch")
         ax.set_title(history.name, fontsize=9)
         ax.set_xlabel("epoch")
-        accuracy = [e.dev_accuracy for e in history.epochs]
+        accuracy = [e.dev_score for e in history.epochs]
         if all(a is not None for a in accuracy):
             twin = ax.twinx()
-            twin.plot(epochs, accuracy, "^--", color="tab:green", label="dev accuracy")
-            twin.set_ylabel("dev accuracy", fontsize=8)
+            twin.plot(epochs, accuracy, "^--", color="tab:green", label=f"dev {history.score_name}")
+            twin.set_ylabel(f"dev {history.score_name}", fontsize=8)
         ax.legend(fontsize=7, loc="upper right")
     for ax in list(axes.flat)[len(histories) :]:
         ax.axis("off")
@@ -50,14 +50,31 @@ def _fmt(value: float | int | None, kind: str) -> str:
     return f"{value:.2f}"
 
 
+def _quality_rows(metrics: dict) -> list[tuple[str, str, str]]:
+    """(label, format, key) of the quality figures for the run's task."""
+    if metrics.get("task") == "tagging":
+        return [
+            ("test entity F1, micro (%)", "pct", "f1"),
+            ("test entity precision (%)", "pct", "precision"),
+            ("test entity recall (%)", "pct", "recall"),
+            ("test token accuracy (%)", "pct", "token_accuracy"),
+            ("mean F1 over languages (%)", "pct", "mean_language_f1"),
+            ("word loyalty to teacher (%)", "pct", "loyalty"),
+        ]
+    return [
+        ("test accuracy (%)", "pct", "accuracy"),
+        ("test macro-F1 (%)", "pct", "macro_f1"),
+        ("label loyalty to teacher (%)", "pct", "loyalty"),
+    ]
+
+
 def comparison_table(metrics: dict) -> str:
     """Markdown table: teacher, distilled student and the no-distillation baseline side by side."""
     teacher, student = metrics["teacher"], metrics["student"]
     baseline = metrics.get("baseline_no_distillation") or {}
-    rows = [
-        ("test accuracy (%)", "pct", teacher["accuracy"], student["accuracy"], baseline.get("accuracy")),
-        ("test macro-F1 (%)", "pct", teacher["macro_f1"], student["macro_f1"], baseline.get("macro_f1")),
-        ("label loyalty to teacher (%)", "pct", None, student["loyalty"], baseline.get("loyalty")),
+    rows = [(label, kind, teacher.get(key), student.get(key), baseline.get(key)) for label, kind, key in _quality_rows(metrics)]
+    rows = [row for row in rows if row[2:] != (None, None, None)]
+    rows += [
         ("parameters", "int", teacher["params"], student["params"], baseline.get("params")),
         ("parameters without embeddings", "int", teacher["params_without_embeddings"], student["params_without_embeddings"], None),
         ("size on disk (MB)", "x", teacher["size_mb"], student["size_mb"], None),
@@ -70,8 +87,26 @@ def comparison_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def breakdown_tables(metrics: dict) -> list[str]:
+    """Tagging: F1 per entity type and per language, teacher against student."""
+    teacher, student = metrics["teacher"], metrics["student"]
+    lines: list[str] = []
+    for title, key, name in (("entity type", "per_type", "type"), ("language", "per_language_f1", "language")):
+        if key not in teacher:
+            continue
+        lines += [f"### F1 per {title} (test)", "", f"| {name} | teacher F1 (%) | student F1 (%) | retention (%) |", "|---|---:|---:|---:|"]
+        for item in sorted(teacher[key]):
+            t, s = teacher[key][item], student[key].get(item)
+            t, s = (t["f1"], s["f1"] if s else None) if isinstance(t, dict) else (t, s)
+            retention = f"{100 * s / t:.1f}" if s is not None and t else "-"
+            lines.append(f"| {item} | {_fmt(t, 'pct')} | {_fmt(s, 'pct')} | {retention} |")
+        lines.append("")
+    return lines
+
+
 def write_report(folder: Path, metrics: dict, histories: dict[str, list[StageHistory]], notes: list[str]) -> Path:
     """report.md with the table, headline ratios, data notes and a learning-curve figure per model."""
+    primary = metrics.get("primary_metric", "accuracy")
     sections = [
         f"# xdistil run report: {metrics['run']['name']}",
         "",
@@ -83,11 +118,15 @@ def write_report(folder: Path, metrics: dict, histories: dict[str, list[StageHis
         "",
         f"- compression (teacher parameters / student parameters): **{metrics['compression']:.1f}x**",
         f"- speed-up at batch 32 on this CPU ({metrics['run']['threads']} threads): **{metrics['speedup_batch_32']:.1f}x**",
-        f"- student minus teacher accuracy: **{100 * (metrics['student']['accuracy'] - metrics['teacher']['accuracy']):+.1f} points**; "
-        f"student minus no-distillation baseline: **{100 * (metrics['student']['accuracy'] - metrics['baseline_no_distillation']['accuracy']):+.1f} points**"
-        if metrics.get("baseline_no_distillation")
-        else "",
+        f"- student / teacher {primary}: **{100 * metrics['retention']:.1f}%**; "
+        f"student minus teacher: **{100 * (metrics['student'][primary] - metrics['teacher'][primary]):+.1f} points**"
+        + (
+            f"; student minus no-distillation baseline: **{100 * (metrics['student'][primary] - metrics['baseline_no_distillation'][primary]):+.1f} points**"
+            if metrics.get("baseline_no_distillation")
+            else ""
+        ),
         "",
+        *breakdown_tables(metrics),
         "## Data",
         "",
         ", ".join(f"{k}: {v:,}" for k, v in metrics["data"].items()),
@@ -103,10 +142,10 @@ def write_report(folder: Path, metrics: dict, histories: dict[str, list[StageHis
         image = f"curves_{name}.png"
         plot_stages(stage_histories, folder / image, name)
         sections += [f"### {name}", "", f"![{name}]({image})", ""]
-        sections += ["| stage | epochs run | kept epoch | dev loss | dev accuracy |", "|---|---:|---:|---:|---:|"]
+        sections += [f"| stage | epochs run | kept epoch | dev loss | dev {stage_histories[0].score_name} |", "|---|---:|---:|---:|---:|"]
         for h in stage_histories:
             best = h.epochs[h.best_epoch - 1]
-            acc = f"{100 * best.dev_accuracy:.1f}" if best.dev_accuracy is not None else "-"
+            acc = f"{100 * best.dev_score:.1f}" if best.dev_score is not None else "-"
             sections.append(f"| {h.name} | {len(h.epochs)} | {h.best_epoch} | {best.dev_loss:.4f} | {acc} |")
         sections.append("")
     path = folder / "report.md"

@@ -1,4 +1,7 @@
-"""The BiLSTM student: embedding -> dropout -> BiLSTM -> max-pool -> dense (teacher width) -> output."""
+"""The BiLSTM student: embedding -> dropout -> BiLSTM -> max-pool -> dense (teacher width) -> output.
+
+As a tagger (`tagging=True`) there is no pooling: dense and output apply to every position, read
+at each word's first piece when word positions are given.""" 
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ class BiLSTMConfig:
     dropout: float = 0.2
     dense_dim: int = 384
     pad_id: int = 0
+    tagging: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,12 +66,21 @@ class BiLSTMStudent(nn.Module):
             "embedding": list(self.embedding.parameters()),
         }
 
-    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> StudentOutput:
-        """input_ids: (batch, time) padded; lengths: (batch,) real lengths. Padding never reaches the pool."""
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor, word_index: torch.Tensor | None = None) -> StudentOutput:
+        """input_ids: (batch, time) padded; lengths: (batch,) real lengths. Padding never reaches the pool.
+
+        A tagger returns (batch, words, ...) outputs read at `word_index` (batch, words) when given,
+        else (batch, time, ...) for every piece.
+        """
         embedded = self.dropout(self.embedding(input_ids))
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         encoded, _ = self.encoder(packed)
         encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=input_ids.size(1))
+        if self.config.tagging:
+            if word_index is not None:
+                encoded = encoded.gather(1, word_index[:, :, None].expand(-1, -1, encoded.size(-1)))
+            representation = self.dense(self.dropout(encoded))
+            return StudentOutput(self.output(self.dropout(nn.functional.gelu(representation))), representation)
         positions = torch.arange(input_ids.size(1), device=input_ids.device)
         padding = positions[None, :] >= lengths.to(input_ids.device)[:, None]
         pooled = encoded.masked_fill(padding[:, :, None], float("-inf")).max(dim=1).values

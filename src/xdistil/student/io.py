@@ -15,6 +15,7 @@ from xdistil.errors import XDistilError
 from xdistil.student.bilstm import BiLSTMConfig, BiLSTMStudent
 from xdistil.student.inputs import pad_batch, student_ids
 from xdistil.student.vocab import PrunedVocab
+from xdistil.teacher.alignment import encode_words
 
 WEIGHTS = "model.safetensors"
 CONFIG = "student_config.json"
@@ -45,6 +46,41 @@ class DistilledClassifier:
         return [self.label_names[i] for i in self.predict_proba(texts, batch_size).argmax(axis=1)]
 
 
+class DistilledTagger:
+    """A trained tagging student: `predict(sentences)` gives one IOB2 tag per word.
+
+    A sentence is a list of words, or a string split on whitespace. Every word is tagged, however
+    long the sentence (the BiLSTM has no length limit).
+    """
+
+    def __init__(self, model: BiLSTMStudent, tokenizer, vocab: PrunedVocab, label_names: list[str]):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.vocab = vocab
+        self.label_names = label_names
+
+    @torch.inference_mode()
+    def predict_proba(self, sentences: Sequence[Sequence[str] | str], batch_size: int = 128) -> list[np.ndarray]:
+        """Per sentence, a (words, labels) array of probabilities, columns in `label_names` order."""
+        words = [s.split() if isinstance(s, str) else list(s) for s in sentences]
+        encoded = encode_words(self.tokenizer, words)
+        out: list[np.ndarray] = []
+        for start in range(0, len(encoded), batch_size):
+            part = encoded[start : start + batch_size]
+            input_ids, lengths = pad_batch([self.vocab.encode(e.ids) for e in part], self.vocab.pad_id)
+            width = max(len(e) for e in part)
+            word_index = torch.zeros((len(part), width), dtype=torch.long)
+            for row, e in enumerate(part):
+                word_index[row, : len(e)] = torch.from_numpy(e.starts.astype(np.int64))
+            probs = torch.softmax(self.model(input_ids, lengths, word_index).logits.float(), dim=-1).numpy()
+            out.extend(probs[row, : len(e)] for row, e in enumerate(part))
+        return out
+
+    def predict(self, sentences: Sequence[Sequence[str] | str], batch_size: int = 128) -> list[list[str]]:
+        """The most probable tag of each word of each sentence."""
+        return [[self.label_names[i] for i in p.argmax(1)] for p in self.predict_proba(sentences, batch_size)]
+
+
 def save_student(
     folder: str | Path, model: BiLSTMStudent, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int
 ) -> Path:
@@ -56,6 +92,7 @@ def save_student(
     save_file(tensors, str(folder / WEIGHTS))
     meta = {
         "arch": "bilstm",
+        "task": "tagging" if model.config.tagging else "classification",
         "model": model.config.to_dict(),
         "label_names": label_names,
         "max_length": max_length,
@@ -68,8 +105,9 @@ def save_student(
     return folder
 
 
-def load_student(folder: str | Path) -> DistilledClassifier:
-    """Load a student saved by xdistil; returns an object with `predict(texts)`."""
+def load_student(folder: str | Path) -> DistilledClassifier | DistilledTagger:
+    """Load a student saved by xdistil; returns an object with `predict(texts)` (classification)
+    or `predict(sentences)` (tagging)."""
     folder = Path(folder)
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
         raise XDistilError(f"{folder}: not an xdistil student (expected {CONFIG} and {WEIGHTS})")
@@ -81,4 +119,6 @@ def load_student(folder: str | Path) -> DistilledClassifier:
     model = BiLSTMStudent(BiLSTMConfig(**meta["model"]))
     model.load_state_dict(tensors)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if model.config.tagging:
+        return DistilledTagger(model, tokenizer, vocab, meta["label_names"])
     return DistilledClassifier(model, tokenizer, vocab, meta["label_names"], meta["max_length"])

@@ -12,7 +12,10 @@ from xdistil.config import TeacherConfig
 from xdistil.data.corpus import Split
 from xdistil.loop import LoopSettings, StageHistory, fit
 from xdistil.student.inputs import tokenize
-from xdistil.teacher.inference import pad_teacher, teacher_outputs
+from xdistil.distill.losses import IGNORE
+from xdistil.evaluation.metrics import tagging_metrics
+from xdistil.teacher.alignment import EncodedSentence, encode_words, window_inputs, windows_for
+from xdistil.teacher.inference import pad_teacher, tagger_outputs, teacher_outputs
 
 
 def teacher_dev_eval(model: torch.nn.Module, token_ids: list[list[int]], labels: list[int], pad_id: int, batch_size: int) -> tuple[float, float]:
@@ -23,6 +26,21 @@ def teacher_dev_eval(model: torch.nn.Module, token_ids: list[list[int]], labels:
         logits[indices] = batch_logits
     loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(target)).item()
     return loss, float((logits.argmax(1) == target).mean())
+
+
+def _settings(config: TeacherConfig, score_name: str) -> LoopSettings:
+    """AdamW with linear warm-up and cosine decay, early stopping on the dev score."""
+    return LoopSettings(
+        name="teacher fine-tuning",
+        epochs=config.epochs,
+        lr=config.lr,
+        patience=config.patience,
+        monitor="dev_score",
+        optimizer="adamw",
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        score_name=score_name,
+    )
 
 
 def finetune_teacher(
@@ -41,22 +59,62 @@ def finetune_teacher(
 
     sampler = LengthBucketSampler([len(ids) for ids in train_ids], config.batch_size, seed, bucket_batches=4)
     loader = DataLoader(examples, batch_sampler=sampler, collate_fn=collate)
-    settings = LoopSettings(
-        name="teacher fine-tuning",
-        epochs=config.epochs,
-        lr=config.lr,
-        patience=config.patience,
-        monitor="dev_accuracy",
-        optimizer="adamw",
-        weight_decay=config.weight_decay,
-        warmup_ratio=config.warmup_ratio,
-    )
     return fit(
         model,
         [p for p in model.parameters() if p.requires_grad],
         lambda batch: model(**batch).loss,
         loader,
         lambda: teacher_dev_eval(model, dev_ids, dev.labels, pad_id, 64),
-        settings,
+        _settings(config, "accuracy"),
+        accelerator,
+    )
+
+
+def teacher_tagging_eval(
+    model: torch.nn.Module, encoded: list[EncodedSentence], labels: list[list[int]], label_names: list[str], pad_id: int, max_length: int
+) -> tuple[float, float]:
+    """(mean per-word cross-entropy, entity F1) of the tagging teacher on labeled sentences."""
+    logits, _, _ = tagger_outputs(model, encoded, pad_id, 64, max_length, None)
+    flat = torch.from_numpy(np.concatenate(logits))
+    target = torch.from_numpy(np.concatenate([np.asarray(x) for x in labels]))
+    loss = torch.nn.functional.cross_entropy(flat, target).item()
+    predicted = [[label_names[i] for i in row.argmax(1)] for row in logits]
+    gold = [[label_names[i] for i in row] for row in labels]
+    return loss, tagging_metrics(predicted, gold)["f1"]
+
+
+def finetune_tagger(
+    model: torch.nn.Module, tokenizer, train: Split, dev: Split, label_names: list[str], config: TeacherConfig, accelerator: Accelerator, seed: int
+) -> StageHistory:
+    """The token-classification teacher: each word's first piece carries its label, other pieces and
+    padding are ignored; long sentences train as windows. Early stopping on dev entity F1."""
+    pad_id = tokenizer.pad_token_id
+    encoded = encode_words(tokenizer, train.texts)
+    windows, _ = windows_for(encoded, config.max_length)
+    examples = []
+    for window in windows:
+        sentence = encoded[window.row]
+        budget = config.max_length - len(sentence.prefix) - len(sentence.suffix)
+        ids, positions = window_inputs(sentence, window, budget)
+        examples.append((ids, positions, train.labels[window.row][window.keep_start : window.keep_stop]))
+    dev_encoded = encode_words(tokenizer, dev.texts)
+
+    def collate(batch: list[tuple[list[int], list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        inputs = pad_teacher([ids for ids, _, _ in batch], pad_id)
+        labels = torch.full_like(inputs["input_ids"], IGNORE)
+        for row, (_, positions, tags) in enumerate(batch):
+            labels[row, positions] = torch.as_tensor(tags, dtype=torch.long)
+        inputs["labels"] = labels
+        return inputs
+
+    sampler = LengthBucketSampler([len(ids) for ids, _, _ in examples], config.batch_size, seed, bucket_batches=4)
+    loader = DataLoader(examples, batch_sampler=sampler, collate_fn=collate)
+    return fit(
+        model,
+        [p for p in model.parameters() if p.requires_grad],
+        lambda batch: model(**batch).loss,
+        loader,
+        lambda: teacher_tagging_eval(model, dev_encoded, dev.labels, label_names, pad_id, config.max_length),
+        _settings(config, "entity F1"),
         accelerator,
     )

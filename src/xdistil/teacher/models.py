@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
 from xdistil.errors import XDistilError
 
@@ -69,8 +69,13 @@ def load_tokenizer(name: str):
         raise _load_error(name, err) from None
 
 
-def load_classifier(name: str, label_names: list[str], require_labels: bool = False) -> torch.nn.Module:
-    """A sequence classifier for our labels.
+def model_class(task: str):
+    """The transformers auto class of a teacher for the task."""
+    return AutoModelForTokenClassification if task == "tagging" else AutoModelForSequenceClassification
+
+
+def load_classifier(name: str, label_names: list[str], require_labels: bool = False, task: str = "classification") -> torch.nn.Module:
+    """A sequence classifier (or token classifier, for tagging) for our labels.
 
     With `require_labels` (a teacher used as it is), the model's own labels must be exactly ours;
     otherwise a fresh head with our label map is put on the encoder.
@@ -92,7 +97,7 @@ def load_classifier(name: str, label_names: list[str], require_labels: bool = Fa
         id2label = dict(enumerate(label_names))
         kwargs = {"num_labels": len(label_names), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
     try:
-        return AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+        return model_class(task).from_pretrained(source, **kwargs)
     except Exception as err:
         raise _load_error(name, err) from None
 

@@ -3,7 +3,9 @@
 Layout: `manifest.json` plus `chunk-NNNNN.safetensors`, one per `chunk_size` texts, each holding
 `logits` (float32), `repr` (float16 or float32) and the teacher's token ids (`input_ids` flat,
 `lengths`), with its fingerprint, range, truncation count and a checksum of its tensors in the
-file's metadata. Readers go chunk by chunk, so memory stays bounded whatever the set's size.
+file's metadata. For tagging, `logits` and `repr` have one row per word (the rows' words in
+order), `words` counts each row's words and `starts` (flat) gives each word's first-piece
+position in its row's `input_ids`; a row is a whole sentence, however long. Readers go chunk by chunk, so memory stays bounded whatever the set's size.
 A chunk is written to a temporary file and renamed into
 place, so a killed run leaves only whole chunks; a chunk that fails verification is redone.
 """
@@ -27,9 +29,54 @@ from safetensors.torch import load_file, save_file
 from xdistil.errors import XDistilError
 from xdistil.progress import bar, log
 from xdistil.student.inputs import tokenize
-from xdistil.teacher.inference import teacher_outputs
+from xdistil.teacher.alignment import encode_words
+from xdistil.teacher.inference import tagger_outputs, teacher_outputs
 
 MANIFEST = "manifest.json"
+TENSORS = {
+    "classification": {"logits", "repr", "input_ids", "lengths"},
+    "tagging": {"logits", "repr", "input_ids", "lengths", "words", "starts"},
+}
+
+
+def _split(flat: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+    return np.split(flat, np.cumsum(counts)[:-1]) if len(counts) else []
+
+
+@dataclass
+class CacheRows:
+    """Rows of a cache: teacher token ids per row, logits and representations.
+
+    Classification: `logits` (rows, C) and `reps` (rows, H). Tagging: one row of `logits` and
+    `reps` per word, rows' words in order, and `starts[r]` the first-piece positions of row r's words.
+    """
+
+    ids: list[np.ndarray]
+    logits: np.ndarray
+    reps: np.ndarray
+    starts: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def word_counts(self) -> np.ndarray:
+        """Words per row (tagging)."""
+        assert self.starts is not None
+        return np.fromiter((len(s) for s in self.starts), dtype=np.int64, count=len(self.starts))
+
+    def head(self, rows: int) -> CacheRows:
+        """The first `rows` rows."""
+        if self.starts is None:
+            return CacheRows(self.ids[:rows], self.logits[:rows], self.reps[:rows])
+        words = int(self.word_counts()[:rows].sum())
+        return CacheRows(self.ids[:rows], self.logits[:words], self.reps[:words], self.starts[:rows])
+
+    @staticmethod
+    def concat(parts: Sequence[CacheRows]) -> CacheRows:
+        starts = None if parts[0].starts is None else [s for p in parts for s in p.starts]  # type: ignore[union-attr]
+        return CacheRows(
+            [x for p in parts for x in p.ids], np.concatenate([p.logits for p in parts]), np.concatenate([p.reps for p in parts]), starts
+        )
 
 
 def _checksum(tensors: dict[str, torch.Tensor]) -> str:
@@ -57,6 +104,7 @@ class AnnotationSpec:
     layer: int
     pooling: str
     dtype: str
+    task: str = "classification"
 
 
 class TransferCache:
@@ -93,8 +141,8 @@ class TransferCache:
         if (
             meta.get("fingerprint") != manifest["fingerprint"]
             or meta.get("checksum") != _checksum(tensors)
-            or set(tensors) != {"logits", "repr", "input_ids", "lengths"}
-            or tensors["logits"].shape[0] != expected_rows
+            or set(tensors) != TENSORS[manifest.get("task", "classification")]
+            or tensors["lengths"].shape[0] != expected_rows
         ):
             return None
         return tensors
@@ -113,35 +161,30 @@ class TransferCache:
             raise XDistilError(f"{self.chunk_path(index)}: missing or damaged chunk; re-run annotation to redo it")
         return tensors
 
-    def chunk(self, index: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """(token id arrays, logits, representations) of one verified chunk."""
+    def chunk(self, index: int) -> CacheRows:
+        """The rows of one verified chunk."""
         tensors = self.verified_chunk(index)
-        flat = tensors["input_ids"].numpy()
-        ids = np.split(flat, np.cumsum(tensors["lengths"].numpy())[:-1])
-        return ids, tensors["logits"].numpy(), tensors["repr"].numpy()
+        ids = _split(tensors["input_ids"].numpy(), tensors["lengths"].numpy())
+        starts = _split(tensors["starts"].numpy(), tensors["words"].numpy()) if "starts" in tensors else None
+        return CacheRows(ids, tensors["logits"].numpy(), tensors["repr"].numpy(), starts)
 
     def chunk_rows(self, index: int) -> range:
         size = self.manifest["chunk_size"]
         return range(index * size, min(len(self), (index + 1) * size))
 
-    def load(self, stop: int | None = None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """(token ids, logits (N, C) float32, representations (N, H)) of the first `stop` rows (all by default).
+    def load(self, stop: int | None = None) -> CacheRows:
+        """The first `stop` rows (all by default) in memory.
 
         For the small parts (dev, test, the labeled rows); the transfer set is read chunk by chunk.
         """
         stop = len(self) if stop is None else stop
-        ids: list[np.ndarray] = []
-        logits, reps = [], []
+        parts = []
         for index in range(self.num_chunks()):
             rows = self.chunk_rows(index)
             if rows.start >= stop:
                 break
-            chunk_ids, chunk_logits, chunk_reps = self.chunk(index)
-            keep = min(stop, rows.stop) - rows.start
-            ids.extend(chunk_ids[:keep])
-            logits.append(chunk_logits[:keep])
-            reps.append(chunk_reps[:keep])
-        return ids, np.concatenate(logits), np.concatenate(reps)
+            parts.append(self.chunk(index).head(min(stop, rows.stop) - rows.start))
+        return CacheRows.concat(parts)
 
     def token_counts(self, vocab_size: int) -> np.ndarray:
         """How often each teacher token id occurs over the whole cache, counted chunk by chunk."""
@@ -151,7 +194,8 @@ class TransferCache:
         return counts
 
     def truncated(self) -> int:
-        """How many texts were longer than max_length and cut (from the chunks' metadata; no tensor is read)."""
+        """How many texts were longer than max_length: cut (classification) or run as windows and
+        stitched (tagging); from the chunks' metadata, no tensor is read."""
         total = 0
         for index in range(self.num_chunks()):
             with safe_open(str(self.chunk_path(index)), framework="pt") as handle:
@@ -199,29 +243,56 @@ def annotate(
             chunk_texts = list(itertools.islice(stream, len(cache.chunk_rows(index))))
             if index not in todo:
                 continue
-            token_ids, cut = tokenize(tokenizer, chunk_texts, spec.max_length)
+            annotate_chunk = _tag_chunk if spec.task == "tagging" else _classify_chunk
+            tensors, cut = annotate_chunk(model, tokenizer, chunk_texts, spec, label_order, lambda n: progress.update(0, advance=n))
             truncated += cut
-            logits = reps = None
-            for indices, batch_logits, batch_reps in teacher_outputs(
-                model, token_ids, tokenizer.pad_token_id, spec.batch_size, spec.layer, spec.pooling, label_order
-            ):
-                if logits is None:
-                    logits = np.zeros((len(chunk_texts), batch_logits.shape[1]), dtype=np.float32)
-                    reps = np.zeros((len(chunk_texts), batch_reps.shape[1]), dtype=np.float32)
-                logits[indices] = batch_logits
-                reps[indices] = batch_reps
-                progress.update(0, advance=len(indices))
-            tensors = {
-                "logits": torch.from_numpy(logits),
-                "repr": torch.from_numpy(reps).to(dtype),
-                "input_ids": torch.tensor([t for ids in token_ids for t in ids], dtype=torch.int32),
-                "lengths": torch.tensor([len(ids) for ids in token_ids], dtype=torch.int32),
-            }
+            tensors["repr"] = tensors["repr"].to(dtype)
             meta = {"fingerprint": fingerprint, "start": str(index * spec.chunk_size), "truncated": str(cut), "checksum": _checksum(tensors)}
             path = cache.chunk_path(index)
             tmp = path.with_name(path.name + ".tmp")
             save_file(tensors, str(tmp), metadata=meta)
             os.replace(tmp, path)
     if truncated:
-        log(f"{description}: {truncated} texts longer than {spec.max_length} word pieces were truncated")
+        how = "split into windows and stitched back" if spec.task == "tagging" else "truncated"
+        log(f"{description}: {truncated} texts longer than {spec.max_length} word pieces were {how}")
     return cache
+
+
+def _classify_chunk(model, tokenizer, texts: list[str], spec: AnnotationSpec, label_order, advance) -> tuple[dict[str, torch.Tensor], int]:
+    """One chunk of classification texts: (tensors, number truncated)."""
+    token_ids, cut = tokenize(tokenizer, texts, spec.max_length)
+    logits = reps = None
+    for indices, batch_logits, batch_reps in teacher_outputs(
+        model, token_ids, tokenizer.pad_token_id, spec.batch_size, spec.layer, spec.pooling, label_order
+    ):
+        if logits is None:
+            logits = np.zeros((len(texts), batch_logits.shape[1]), dtype=np.float32)
+            reps = np.zeros((len(texts), batch_reps.shape[1]), dtype=np.float32)
+        logits[indices] = batch_logits
+        reps[indices] = batch_reps
+        advance(len(indices))
+    tensors = {
+        "logits": torch.from_numpy(logits),
+        "repr": torch.from_numpy(reps),
+        "input_ids": torch.tensor([t for ids in token_ids for t in ids], dtype=torch.int32),
+        "lengths": torch.tensor([len(ids) for ids in token_ids], dtype=torch.int32),
+    }
+    return tensors, cut
+
+
+def _tag_chunk(model, tokenizer, sentences: list[list[str]], spec: AnnotationSpec, label_order, advance) -> tuple[dict[str, torch.Tensor], int]:
+    """One chunk of tagging sentences (word lists): (tensors, number split into windows)."""
+    encoded = encode_words(tokenizer, sentences)
+    logits, reps, split = tagger_outputs(
+        model, encoded, tokenizer.pad_token_id, spec.batch_size, spec.max_length, spec.layer, label_order, advance
+    )
+    ids = [e.ids for e in encoded]
+    tensors = {
+        "logits": torch.from_numpy(np.concatenate(logits)),
+        "repr": torch.from_numpy(np.concatenate(reps)),
+        "input_ids": torch.from_numpy(np.concatenate(ids)),
+        "lengths": torch.tensor([len(x) for x in ids], dtype=torch.int32),
+        "words": torch.tensor([len(e) for e in encoded], dtype=torch.int32),
+        "starts": torch.from_numpy(np.concatenate([e.starts for e in encoded])),
+    }
+    return tensors, split
