@@ -82,3 +82,24 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tiny_teacher, make, fragments):
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_tagging_run_from_conll_files_then_predict(tiny_teacher, tagging_files, tmp_path):
+    out = tmp_path / "tagging_run"
+    values = config_to_dict(tiny_run_config(tiny_teacher, tagging_files, out, teacher__epochs=15, teacher__lr=3e-3))
+    for key in ("data", "out", "task"):
+        values.pop(key)
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(values))
+    result = xdistil(
+        "run", str(tmp_path / "small.yaml"), "--train", str(tagging_files["train"]), "--dev", str(tagging_files["dev"]),
+        "--test", str(tagging_files["test"]), "--transfer", str(tagging_files["transfer"]), "--out", str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| test entity F1, micro (%)" in result.stdout  # the .conll train file made it a tagging run
+    assert yaml.safe_load((out / "config.yaml").read_text())["task"] == "tagging"
+    assert (out / "metrics.json").is_file() and (out / "report.md").is_file()
+    predicted = xdistil("predict", str(out / "student"), "alice met bob in paris", "rome")
+    assert predicted.returncode == 0, predicted.stderr
+    lines = predicted.stdout.strip().splitlines()
+    assert [len(line.split()) for line in lines] == [5, 1]
+    assert all(pair.rsplit("/", 1)[1] in ("O", "B-PER", "I-PER", "B-LOC", "I-LOC") for line in lines for pair in line.split())

@@ -106,7 +106,7 @@ def test_an_already_fine_tuned_teacher_is_used_as_it_is(finished, tiny_teacher, 
     run.run(until="annotate")
     import numpy as np
 
-    _, test_logits, _ = run.caches["test"].load()
+    test_logits = run.caches["test"].load().logits
     accuracy = float((test_logits.argmax(1) == np.asarray(run.corpus.test.labels)).mean())
     assert accuracy == pytest.approx(metrics["teacher"]["accuracy"])
     assert not run.teacher_history  # nothing was trained

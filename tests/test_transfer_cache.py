@@ -33,7 +33,8 @@ def test_annotation_matches_a_direct_forward_pass(teacher, tmp_path):
     model, tokenizer = teacher
     data = texts(30)
     cache = annotate(model, tokenizer, iter(data), len(data), tmp_path / "c", SPEC, "fp1")
-    ids, logits, reps = cache.load()
+    rows = cache.load()
+    ids, logits, reps = rows.ids, rows.logits, rows.reps
     assert ids[5].tolist() == tokenizer(data[5], truncation=True, max_length=16)["input_ids"]
     assert logits.shape == (30, 2) and reps.shape == (30, 32) and reps.dtype == np.float16
     import torch
@@ -49,7 +50,8 @@ def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
     model, tokenizer = teacher
     data = texts(50)
     cache = annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1")
-    _, before_logits, before_reps = cache.load()
+    before = cache.load()
+    before_logits, before_reps = before.logits, before.reps
     stamps = {i: cache.chunk_path(i).stat().st_mtime_ns for i in range(cache.num_chunks())}
     cache.chunk_path(1).unlink()  # a run killed before chunk 1 was written
     raw = cache.chunk_path(3).read_bytes()
@@ -63,7 +65,8 @@ def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
     after = {i: cache.chunk_path(i).stat().st_mtime_ns for i in range(cache.num_chunks())}
     redone = {i for i in stamps if after[i] != stamps[i]}
     assert redone == {0, 1, 3}
-    _, logits, reps = cache.load()
+    after = cache.load()
+    logits, reps = after.logits, after.reps
     assert np.array_equal(logits, before_logits) and np.array_equal(reps, before_reps)
 
 
@@ -97,7 +100,7 @@ def test_transfer_batches_visit_every_row_once_per_epoch_from_a_bounded_window(t
     assert len(data) == 50
     cache = annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1")  # 5 chunks of 12, the last of 2
     vocab = PrunedVocab.from_counts(cache.token_counts(len(tokenizer)), tokenizer.all_special_ids, tokenizer.unk_token_id, tokenizer.pad_token_id)
-    all_ids, _, _ = cache.load()
+    all_ids = cache.load().ids
     row_of = {tuple(vocab.encode(ids).tolist()): row for row, ids in enumerate(all_ids)}
     assert len(row_of) == 50
     labels = [1, 0, 1]

