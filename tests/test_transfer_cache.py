@@ -121,3 +121,9 @@ def test_transfer_batches_visit_every_row_once_per_epoch_from_a_bounded_window(t
         assert sorted(seen) == list(range(50))
         orders.append(seen)
     assert orders[0] != orders[1]
+    # a transfer-size study reads only the first rows of the same cache
+    for stop in (3, 12, 20):
+        limited = TransferBatches(cache, vocab, labels, batch_size=5, seed=3, stop=stop, window=2)
+        limited.set_epoch(1)
+        seen = [row_of[tuple(ids[: int(n)].tolist())] for batch in limited for ids, n in zip(batch["input_ids"], batch["lengths"])]
+        assert sorted(seen) == list(range(stop)) and len(limited) == sum(1 for _ in limited)

@@ -35,7 +35,8 @@ def _print_summary(metrics: dict) -> None:
     from xdistil.evaluation.report import comparison_table
 
     typer.echo(comparison_table(metrics))
-    typer.echo(f"compression {metrics['compression']:.1f}x, speed-up at batch 32 {metrics['speedup_batch_32']:.1f}x")
+    speed = f", speed-up at batch 32 {metrics['speedup_batch_32']:.1f}x" if "speedup_batch_32" in metrics else ""
+    typer.echo(f"compression {metrics['compression']:.1f}x{speed}")
 
 
 def _step(config_path: Path, until: str, overwrite: bool) -> None:

@@ -53,6 +53,7 @@ class TeacherConfig(_Strict):
     finetune: bool = True
     epochs: int = Field(5, ge=1)
     lr: float = Field(5e-5, gt=0)
+    head_lr: float | None = Field(None, gt=0, description="learning rate of the new task head; default the same as lr")
     batch_size: int = Field(32, ge=1)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
@@ -145,6 +146,10 @@ class DistillConfig(_Strict):
     representation_loss: Literal["mse", "cosine"] = "mse"
     grad_clip: float = Field(5.0, gt=0)
     monitor: Literal["dev_loss", "dev_score"] = Field("dev_score", description="dev_score: accuracy, or entity F1 for tagging")
+    seed: int | None = Field(None, description="seed of the student's initialisation and batch order; default the run's seed")
+    transfer_limit: int | None = Field(
+        None, ge=0, description="use only the first N unlabeled transfer texts of the cache (0: the labeled texts alone)"
+    )
 
 
 class EvaluationConfig(_Strict):
@@ -152,7 +157,7 @@ class EvaluationConfig(_Strict):
 
     baseline: bool = True
     baseline_epochs: int = Field(30, ge=1, description="epochs for the no-distillation baseline on the gold labels")
-    latency_batch_sizes: list[int] = Field(default_factory=lambda: [1, 32])
+    latency_batch_sizes: list[int] = Field(default_factory=lambda: [1, 32], description="empty: no latency measurement")
     latency_repeats: int = Field(20, ge=1)
     threads: int | None = Field(None, ge=1)
 

@@ -88,7 +88,7 @@ def _score(monitor: str, dev_loss: float, dev_score: float | None) -> tuple[floa
 
 def fit(
     model: torch.nn.Module,
-    parameters: list[torch.nn.Parameter],
+    parameters: list[torch.nn.Parameter] | list[dict],
     compute_loss: Callable[[dict], torch.Tensor],
     train_batches: Iterable[dict],
     evaluate: Callable[[], tuple[float, float | None]],
@@ -98,16 +98,20 @@ def fit(
 ) -> StageHistory:
     """Train `parameters` (plus those of `extra_modules`, e.g. a loss projection) and keep the best epoch.
 
+    `parameters` may be torch parameter groups (dicts with their own "lr"); others use `settings.lr`.
     `train_batches` is re-iterated every epoch (a DataLoader whose sampler reshuffles);
     `evaluate` returns (dev loss, dev accuracy or None) with the model in eval mode.
     A non-finite loss stops the stage with a one-line error after restoring the best weights.
     """
+    groups = list(parameters) if parameters and isinstance(parameters[0], dict) else [{"params": list(parameters)}]
     extra_params = [p for m in extra_modules for p in m.parameters()]
-    all_params = parameters + extra_params
+    if extra_params:
+        groups.append({"params": extra_params})
+    all_params = [p for group in groups for p in group["params"]]
     if settings.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(all_params, lr=settings.lr, weight_decay=settings.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     else:
-        optimizer = torch.optim.Adam(all_params, lr=settings.lr, weight_decay=settings.weight_decay)
+        optimizer = torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     is_loader = isinstance(train_batches, torch.utils.data.DataLoader)
     sampler = getattr(train_batches, "batch_sampler", None) if is_loader else train_batches
     loader = accelerator.prepare_data_loader(train_batches) if is_loader else train_batches

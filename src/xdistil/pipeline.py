@@ -265,7 +265,7 @@ class Run:
     def new_student(self) -> BiLSTMStudent:
         """A fresh student, the same for the same seed: embeddings from the teacher's by PCA, or random."""
         config = self.config.student
-        torch.manual_seed(self.config.seed)
+        torch.manual_seed(self.student_seed)
         model = BiLSTMStudent(
             BiLSTMConfig(
                 vocab_size=len(self.vocab),
@@ -291,10 +291,23 @@ class Run:
         caches, vocab, labels = self.caches, self.vocab, self.corpus.train.labels
         _warn_if_constant(caches["transfer"].chunk(0).reps, caches["transfer"].manifest)
         return {
-            "transfer": TransferBatches(caches["transfer"], vocab, labels, self.config.distill.batch_size, self.config.seed),
+            "transfer": TransferBatches(
+                caches["transfer"], vocab, labels, self.config.distill.batch_size, self.student_seed, self._transfer_rows()
+            ),
             "labeled": cached_data(caches["transfer"], vocab, labels, stop=len(labels)),
             "dev": cached_data(caches["dev"], vocab, self.corpus.dev.labels),
         }
+
+    @property
+    def student_seed(self) -> int:
+        """The seed of the students' initialisation and batch order (distill.seed, else the run's)."""
+        seed = self.config.distill.seed
+        return self.config.seed if seed is None else seed
+
+    def _transfer_rows(self) -> int | None:
+        """How many cache rows the transfer stages read: the labeled rows plus `distill.transfer_limit` unlabeled ones."""
+        limit = self.config.distill.transfer_limit
+        return None if limit is None else len(self.corpus.train) + limit
 
     def _train(self, name: str, stages: list[Stage]) -> tuple[BiLSTMStudent, list[StageHistory]]:
         data = self.distill_data
@@ -306,10 +319,10 @@ class Run:
             self.config.student.model_dump(mode="json"),
             self.config.distill.model_dump(mode="json"),
             [s.__dict__ for s in stages],
-            self.config.seed,
+            self.student_seed,
         )
         histories = run_stages(
-            model, stages, data, data["dev"], self.config.distill, self.accelerator, self.config.seed,
+            model, stages, data, data["dev"], self.config.distill, self.accelerator, self.student_seed,
             StageCheckpoints(self.out / "checkpoints" / name, fp), self.teacher.config.hidden_size,
             self._dev_f1 if self.tagging else None, "entity F1" if self.tagging else "accuracy",
         )

@@ -93,35 +93,50 @@ def gold_for_rows(labels: Sequence, rows: range, word_counts: np.ndarray | None 
     return gold
 
 
-def distill_data(rows: CacheRows, vocab: PrunedVocab, labels: Sequence, first_row: int = 0) -> DistillData:
-    """Cache rows (starting at cache row `first_row`) as student inputs, gold labels on the labeled rows."""
+def rows_gold(labels: Sequence, rows: CacheRows, first_row: int) -> np.ndarray:
+    """Gold labels of cache rows that start at cache row `first_row`."""
     counts = rows.word_counts() if rows.starts is not None else None
-    gold = gold_for_rows(labels, range(first_row, first_row + len(rows)), counts)
+    return gold_for_rows(labels, range(first_row, first_row + len(rows)), counts)
+
+
+def distill_data(rows: CacheRows, vocab: PrunedVocab, gold: np.ndarray) -> DistillData:
+    """Cache rows as student inputs (pruned vocabulary) with their gold labels."""
     return DistillData([vocab.encode(x) for x in rows.ids], rows.logits, rows.reps, gold, vocab.pad_id, rows.starts)
 
 
 def cached_data(cache: TransferCache, vocab: PrunedVocab, labels: Sequence, stop: int | None = None) -> DistillData:
     """The first `stop` rows of a cache (all by default) in memory, with gold labels on the first len(labels)."""
-    return distill_data(cache.load(stop), vocab, labels)
+    rows = cache.load(stop)
+    return distill_data(rows, vocab, rows_gold(labels, rows, 0))
 
 
 class TransferBatches:
     """Shuffled, length-bucketed batches over a transfer cache, read a window of chunks at a time.
 
-    Memory holds one window (`window` chunks), whatever the transfer set's size. Each epoch shuffles
+    Memory holds one window (`window` chunks), whatever the transfer set's size. With `stop`, only
+    the first `stop` rows are read (a transfer-set-size study needs no new annotation). Each epoch shuffles
     the order of the full chunks (the last, partial chunk stays last, so every epoch has the same
     number of batches) and the rows within each window; the order depends only on seed and epoch.
     """
 
-    def __init__(self, cache: TransferCache, vocab: PrunedVocab, labels: Sequence, batch_size: int, seed: int, window: int = 8):
+    def __init__(
+        self, cache: TransferCache, vocab: PrunedVocab, labels: Sequence, batch_size: int, seed: int,
+        stop: int | None = None, window: int = 8,
+    ):
         self.cache, self.vocab, self.labels = cache, vocab, labels
-        self.batch_size, self.seed, self.window = batch_size, seed, window
+        self.batch_size, self.seed, self.stop, self.window = batch_size, seed, stop, window
         self.epoch = 0
-        self.chunks = cache.num_chunks()
-        self.sizes = [len(cache.chunk_rows(i)) for i in range(self.chunks)]
+        rows = len(cache) if stop is None else min(stop, len(cache))
+        self.sizes: list[int] = []  # rows read from each chunk: all but the last chunk are whole
+        for index in range(cache.num_chunks()):
+            chunk = cache.chunk_rows(index)
+            if chunk.start >= rows:
+                break
+            self.sizes.append(min(rows, chunk.stop) - chunk.start)
+        self.chunks = len(self.sizes)
 
     def seeded(self, seed: int) -> TransferBatches:
-        return TransferBatches(self.cache, self.vocab, self.labels, self.batch_size, seed, self.window)
+        return TransferBatches(self.cache, self.vocab, self.labels, self.batch_size, seed, self.stop, self.window)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -137,16 +152,9 @@ class TransferBatches:
         return sum(-(-sum(self.sizes[i] for i in w) // self.batch_size) for w in self._windows())
 
     def _window_data(self, chunks: list[int]) -> DistillData:
-        parts = [distill_data(self.cache.chunk(i), self.vocab, self.labels, self.cache.chunk_rows(i).start) for i in chunks]
-        starts = None if parts[0].starts is None else [s for p in parts for s in p.starts]  # type: ignore[union-attr]
-        return DistillData(
-            [x for p in parts for x in p.ids],
-            np.concatenate([p.teacher_logits for p in parts]),
-            np.concatenate([p.teacher_repr for p in parts]),
-            np.concatenate([p.labels for p in parts]),
-            self.vocab.pad_id,
-            starts,
-        )
+        parts = [self.cache.chunk(i).head(self.sizes[i]) for i in chunks]
+        gold = np.concatenate([rows_gold(self.labels, rows, self.cache.chunk_rows(i).start) for i, rows in zip(chunks, parts)])
+        return distill_data(CacheRows.concat(parts), self.vocab, gold)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for number, chunks in enumerate(self._windows()):

@@ -117,7 +117,9 @@ def write_report(folder: Path, metrics: dict, histories: dict[str, list[StageHis
         comparison_table(metrics),
         "",
         f"- compression (teacher parameters / student parameters): **{metrics['compression']:.1f}x**",
-        f"- speed-up at batch 32 on this CPU ({metrics['run']['threads']} threads): **{metrics['speedup_batch_32']:.1f}x**",
+        f"- speed-up at batch 32 on this CPU ({metrics['run']['threads']} threads): **{metrics['speedup_batch_32']:.1f}x**"
+        if "speedup_batch_32" in metrics
+        else "- latency not measured (evaluation.latency_batch_sizes is empty)",
         f"- student / teacher {primary}: **{100 * metrics['retention']:.1f}%**; "
         f"student minus teacher: **{100 * (metrics['student'][primary] - metrics['teacher'][primary]):+.1f} points**"
         + (

@@ -28,6 +28,15 @@ def teacher_dev_eval(model: torch.nn.Module, token_ids: list[list[int]], labels:
     return loss, float((logits.argmax(1) == target).mean())
 
 
+def parameter_groups(model: torch.nn.Module, config: TeacherConfig) -> list[dict]:
+    """The pre-trained encoder at `lr`, the new task head at `head_lr` (a head on a sentence
+    encoder whose last layer is compressed can need a far larger step than the encoder)."""
+    encoder = {id(p) for p in model.base_model.parameters()}
+    head = [p for p in model.parameters() if p.requires_grad and id(p) not in encoder]
+    body = [p for p in model.parameters() if p.requires_grad and id(p) in encoder]
+    return [{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr or config.lr}]
+
+
 def _settings(config: TeacherConfig, score_name: str) -> LoopSettings:
     """AdamW with linear warm-up and cosine decay, early stopping on the dev score."""
     return LoopSettings(
@@ -61,7 +70,7 @@ def finetune_teacher(
     loader = DataLoader(examples, batch_sampler=sampler, collate_fn=collate)
     return fit(
         model,
-        [p for p in model.parameters() if p.requires_grad],
+        parameter_groups(model, config),
         lambda batch: model(**batch).loss,
         loader,
         lambda: teacher_dev_eval(model, dev_ids, dev.labels, pad_id, 64),
@@ -111,7 +120,7 @@ def finetune_tagger(
     loader = DataLoader(examples, batch_sampler=sampler, collate_fn=collate)
     return fit(
         model,
-        [p for p in model.parameters() if p.requires_grad],
+        parameter_groups(model, config),
         lambda batch: model(**batch).loss,
         loader,
         lambda: teacher_tagging_eval(model, dev_encoded, dev.labels, label_names, pad_id, config.max_length),

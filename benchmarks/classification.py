@@ -1,0 +1,394 @@
+"""Classification benchmark: quality kept, compression and speed against a BERT-base-class teacher.
+
+The built-in rotten_tomatoes low-resource setting (1,000 labeled snippets, split by movie, the
+rest unlabeled transfer text). The teacher (all-mpnet-base-v2, or MiniLM with --quick) is
+fine-tuned once and its annotation cached; every student row reuses them (symlinked run
+folders), so a re-run pays only for the student rows. Rows, each over the seeds: the teacher;
+the BiLSTM on gold labels only; hard distillation only; soft logits only; the default schedule;
+the default schedule without the representation stage; the default schedule on an augmented
+transfer set. Also: accuracy against the transfer-set size, one smaller labeled set, CPU latency
+at batch 1/32/256 of every model timed in this one process, and the teacher's annotation
+throughput against a naive `transformers` pipeline on the same texts. Models are selected on
+dev; every figure is on test.
+
+    python benchmarks/classification.py            # full mode (all-mpnet-base-v2, 3 seeds)
+    python benchmarks/classification.py --quick    # MiniLM teacher, one seed, fewer rows (< 15 min)
+
+Writes benchmarks/results/classification[_quick].json, .md and two plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+RESULTS = HERE / "results"
+DEFAULT = "default schedule"
+MODES = {
+    "full": {
+        "teacher": "mpnet", "teacher_epochs": 3, "teacher_lr": 3e-5, "seeds": [1, 2, 3],
+        "rows": ["gold only", "hard only", "soft only", DEFAULT, "default without representation", "default + augmentation"],
+        "transfer_sizes": [0, 1000, 2000, 5000], "small_labeled": 300, "augment_factor": 1, "stage_epochs": None,
+        "latency_repeats": {1: 30, 32: 10, 256: 4}, "annotation_texts": 1000,
+    },
+    "quick": {
+        "teacher": "minilm-l6", "teacher_epochs": 3, "teacher_lr": 5e-5, "seeds": [1],
+        "rows": ["gold only", "hard only", "soft only", DEFAULT],
+        "transfer_sizes": [0, 2000], "small_labeled": None, "augment_factor": 0, "stage_epochs": 3,
+        "latency_repeats": {1: 20, 32: 6, 256: 2}, "annotation_texts": 400,
+    },
+}
+
+
+def stages_for(row: str, epochs: int | None) -> list[dict] | None:
+    """The stage list of a row (None: the default paper schedule)."""
+    from xdistil.config import paper_schedule
+
+    schedule = [s.model_dump() for s in paper_schedule()]
+    if epochs is not None:
+        for stage in schedule:
+            stage["epochs"] = min(stage["epochs"], epochs)
+    longest = 3 * (epochs or 6)
+    if row == "gold only":
+        return [{"name": "gold only", "losses": {"gold": 1.0}, "data": "labeled", "epochs": 10 * (epochs or 3)}]
+    if row == "hard only":
+        return [{"name": "hard", "losses": {"hard": 1.0}, "epochs": longest}]
+    if row == "soft only":
+        return [{"name": "soft", "losses": {"soft": 1.0}, "epochs": longest}]
+    if row == "default without representation":
+        return schedule[1:]
+    return schedule
+
+
+def base_values(mode: dict, teacher: str, out: Path, seed: int = 42) -> dict:
+    """The run config shared by all rows: the demo's data split with this mode's teacher."""
+    from xdistil.config import config_to_dict
+    from xdistil.presets import demo_config
+
+    values = config_to_dict(demo_config(out))
+    values["seed"] = seed
+    values["device"] = "cpu"
+    values["teacher"].update(model=teacher, epochs=mode["teacher_epochs"], lr=mode["teacher_lr"])
+    values["evaluation"].update(baseline=False, latency_batch_sizes=[])  # latency is timed here, once per model
+    return values
+
+
+def run_row(values: dict, base: Path, out: Path) -> tuple[dict, object]:
+    """Run a student row in its own folder, reusing the base folder's teacher and annotation."""
+    from xdistil.config import build_config
+    from xdistil.pipeline import Run
+
+    out.mkdir(parents=True, exist_ok=True)
+    for shared in ("teacher", "cache"):
+        link = out / shared
+        if not link.exists():
+            link.symlink_to((base / shared).resolve(), target_is_directory=True)
+    values = {**values, "out": str(out)}
+    run = Run(build_config(values, str(out)))
+    return run.run(), run
+
+
+def annotation_speed(run, texts: list[str]) -> dict:
+    """Texts per second: xdistil's teacher path (length-sorted batches, dynamic padding, inference
+    mode) against a `transformers` text-classification pipeline on the same unsorted texts."""
+    import torch
+    from transformers import pipeline
+
+    from xdistil.student.inputs import tokenize
+    from xdistil.teacher.inference import teacher_outputs
+
+    teacher, tokenizer = run.teacher.to("cpu").eval(), run.tokenizer
+    naive = pipeline("text-classification", model=teacher, tokenizer=tokenizer, device=-1, truncation=True, max_length=128)
+    naive(texts[:32], batch_size=32)  # warm-up, both paths
+    started = time.perf_counter()
+    naive(texts, batch_size=32)
+    naive_s = time.perf_counter() - started
+    ids, _ = tokenize(tokenizer, texts[:32], 128)
+    for _ in teacher_outputs(teacher, ids, tokenizer.pad_token_id, 32, None, "first"):
+        pass
+    started = time.perf_counter()
+    ids, _ = tokenize(tokenizer, texts, 128)
+    for _ in teacher_outputs(teacher, ids, tokenizer.pad_token_id, 32, None, "first"):
+        pass
+    ours_s = time.perf_counter() - started
+    return {
+        "texts": len(texts), "batch_size": 32, "threads": torch.get_num_threads(),
+        "pipeline_texts_per_s": len(texts) / naive_s, "xdistil_texts_per_s": len(texts) / ours_s,
+        "annotation_speedup_vs_pipeline": naive_s / ours_s,
+    }
+
+
+def latencies(run, students: dict[str, object], repeats: dict[int, int]) -> dict[str, dict[str, float]]:
+    """Median ms per batch of the teacher and each student on the same test batches, this process, CPU."""
+    from xdistil.evaluation.latency import measure_latency
+    from xdistil.student.inputs import pad_batch
+    from xdistil.teacher.inference import pad_teacher
+
+    ids = run.caches["test"].load().ids
+    teacher = run.teacher.to("cpu").eval()
+    result: dict[str, dict[str, float]] = {"teacher": {}}
+    for size, count in repeats.items():
+        batches = [[ids[(b * size + i) % len(ids)] for i in range(size)] for b in range(count)]
+        teacher_batches = [pad_teacher(b, run.tokenizer.pad_token_id) for b in batches]
+        result["teacher"][f"batch_{size}"] = measure_latency(lambda b: teacher(**b), teacher_batches, size)["median_ms"]
+        for name, (model, vocab) in students.items():
+            student_batches = [pad_batch([vocab.encode(x) for x in b], vocab.pad_id) for b in batches]
+            model = model.to("cpu").eval()
+            result.setdefault(name, {})[f"batch_{size}"] = measure_latency(lambda b: model(*b), student_batches, size)["median_ms"]
+    return result
+
+
+def summarise(name: str, runs: list[dict], params: int, params_no_emb: int, teacher: dict, latency: dict) -> dict:
+    accuracy = [m["student"]["accuracy"] for m in runs]
+    row = {
+        "name": name,
+        "seeds": len(runs),
+        "accuracy_mean": statistics.mean(accuracy),
+        "accuracy_std": statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
+        "accuracy_per_seed": accuracy,
+        "macro_f1_mean": statistics.mean(m["student"]["macro_f1"] for m in runs),
+        "loyalty_mean": statistics.mean(m["student"]["loyalty"] for m in runs),
+        "params": params,
+        "params_without_embeddings": params_no_emb,
+        "compression": teacher["params"] / params,
+        "latency_ms": latency,
+        "training_seconds_mean": statistics.mean(m["seconds"].get("distill", 0.0) for m in runs),
+    }
+    for size, ms in latency.items():
+        row[f"speedup_{size}"] = teacher["latency_ms"][size] / ms
+    return row
+
+
+def plots(result: dict, folder: Path, suffix: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    teacher = result["teacher"]
+    ax.scatter([teacher["latency_ms"]["batch_32"]], [100 * teacher["accuracy"]], marker="*", s=160, label="teacher")
+    for row in result["rows"]:
+        ax.errorbar([row["latency_ms"]["batch_32"]], [100 * row["accuracy_mean"]], yerr=[100 * row["accuracy_std"]], fmt="o", label=row["name"])
+    ax.set_xscale("log")
+    ax.set_xlabel("CPU latency at batch 32 (median ms, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("accuracy against batch-32 latency")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    names.append(f"classification{suffix}_accuracy_latency.png")
+    fig.savefig(folder / names[-1], dpi=100)
+    plt.close(fig)
+    curve = result["transfer_size_curve"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [p["transfer_texts"] for p in curve]
+    ax.plot(xs, [100 * p["accuracy"] for p in curve], "o-", label="default schedule")
+    ax.axhline(100 * teacher["accuracy"], color="grey", linestyle="--", label="teacher")
+    ax.set_xscale("symlog", linthresh=1000)
+    ax.set_xlabel("unlabeled transfer texts")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("accuracy against transfer-set size (1,000 labeled)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    names.append(f"classification{suffix}_transfer_size.png")
+    fig.savefig(folder / names[-1], dpi=100)
+    plt.close(fig)
+    return names
+
+
+def markdown(result: dict, images: list[str]) -> str:
+    teacher = result["teacher"]
+    lines = [
+        f"# Classification benchmark ({result['mode']})",
+        "",
+        f"`{result['command']}` - teacher {result['teacher_name']}, rotten_tomatoes with 1,000 labels, test split "
+        f"({result['data']['test']:,} snippets), models selected on dev; {result['threads']} CPU threads; mean ± std over "
+        f"{len(result['seeds'])} seed(s).",
+        "",
+        "| model | accuracy (%) | macro-F1 (%) | loyalty (%) | parameters | without embeddings | compression | "
+        "batch 1 (ms) | batch 32 (ms) | batch 256 (ms) | speed-up at 32 | training (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| teacher | {100 * teacher['accuracy']:.1f} | {100 * teacher['macro_f1']:.1f} | - | {teacher['params']:,} | "
+        f"{teacher['params_without_embeddings']:,} | 1.0x | "
+        + " | ".join(f"{teacher['latency_ms'][f'batch_{b}']:.1f}" for b in (1, 32, 256))
+        + f" | 1.0x | {teacher['training_seconds']:.0f} |",
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"| {row['name']} | {100 * row['accuracy_mean']:.1f} ± {100 * row['accuracy_std']:.1f} | {100 * row['macro_f1_mean']:.1f} | "
+            f"{100 * row['loyalty_mean']:.1f} | {row['params']:,} | {row['params_without_embeddings']:,} | {row['compression']:.1f}x | "
+            + " | ".join(f"{row['latency_ms'][f'batch_{b}']:.2f}" for b in (1, 32, 256))
+            + f" | {row['speedup_batch_32']:.1f}x | {row['training_seconds_mean']:.0f} |"
+        )
+    speed = result["annotation"]
+    lines += [
+        "",
+        f"Teacher annotation: {speed['xdistil_texts_per_s']:.1f} texts/s in xdistil against {speed['pipeline_texts_per_s']:.1f} "
+        f"texts/s for a `transformers` pipeline on the same {speed['texts']:,} unsorted texts: "
+        f"**{speed['annotation_speedup_vs_pipeline']:.2f}x**.",
+        "",
+        "Transfer-set size (default schedule, 1,000 labeled): "
+        + ", ".join(f"{p['transfer_texts']:,} -> {100 * p['accuracy']:.1f}%" for p in result["transfer_size_curve"]),
+    ]
+    if result.get("small_labeled"):
+        s = result["small_labeled"]
+        lines.append(f"\n{s['labeled']} labeled: teacher {100 * s['teacher_accuracy']:.1f}%, default student {100 * s['student_accuracy']:.1f}%, "
+                     f"gold-only {100 * s['gold_only_accuracy']:.1f}%.")
+    lines += ["", "## Goals", ""] + [f"- {g['goal']}: {g['measured']} - **{'met' if g['met'] else 'missed'}**" for g in result["goals"]]
+    lines += ["", *[f"![{name}]({name})" for name in images], ""]
+    return "\n".join(lines)
+
+
+def goals(result: dict) -> list[dict]:
+    teacher = result["teacher"]
+    rows = {r["name"]: r for r in result["rows"]}
+    students = [r for n, r in rows.items() if n.startswith("default")]
+    best = max(students, key=lambda r: r["accuracy_mean"])
+    gap = 100 * (best["accuracy_mean"] - teacher["accuracy"])
+    out = [{"goal": "best default-schedule student >= teacher - 1.0 point", "measured": f"{best['name']}: {gap:+.1f} points",
+            "met": gap >= -1.0, "by": gap + 1.0}]
+    if "hard only" in rows:
+        diff = 100 * (best["accuracy_mean"] - rows["hard only"]["accuracy_mean"])
+        out.append({"goal": "best student not below hard-only", "measured": f"{diff:+.1f} points", "met": diff >= 0, "by": diff})
+    diff = 100 * (best["accuracy_mean"] - rows["gold only"]["accuracy_mean"])
+    out.append({"goal": "best student beats gold-only by >= 3 points", "measured": f"{diff:+.1f} points", "met": diff >= 3.0, "by": diff - 3.0})
+    default = rows[DEFAULT]
+    out.append({"goal": "default student >= 26x fewer parameters", "measured": f"{default['compression']:.1f}x",
+                "met": default["compression"] >= 26, "by": default["compression"] - 26})
+    out.append({"goal": "default student >= 51x faster at batch 32 (CPU)", "measured": f"{default['speedup_batch_32']:.1f}x",
+                "met": default["speedup_batch_32"] >= 51, "by": default["speedup_batch_32"] - 51})
+    speed = result["annotation"]["annotation_speedup_vs_pipeline"]
+    out.append({"goal": "annotation >= 1.5x faster than the transformers pipeline", "measured": f"{speed:.2f}x",
+                "met": speed >= 1.5, "by": speed - 1.5})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="MiniLM teacher, one seed, fewer rows (under 15 minutes)")
+    args = parser.parse_args()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    import torch
+
+    from benchmarks.resources.mpnet import all_mpnet_base_v2
+    from xdistil.config import build_config
+    from xdistil.pipeline import Run
+    from xdistil.progress import log
+    from xdistil.teacher.models import count_parameters
+
+    name = "quick" if args.quick else "full"
+    mode = MODES[name]
+    started = time.perf_counter()
+    teacher_name = "all-MiniLM-L6-v2 (built-in minilm-l6)" if mode["teacher"] == "minilm-l6" else "all-mpnet-base-v2"
+    teacher_model = "minilm-l6" if mode["teacher"] == "minilm-l6" else str(all_mpnet_base_v2())
+    work = HERE / "cache" / "classification" / name
+    base = work / "base"
+    values = base_values(mode, teacher_model, base)
+    log("benchmark: fine-tuning and annotating once (cached in the base run folder)")
+    base_run = Run(build_config(values, "base"))
+    base_run.run(until="annotate")
+    teacher_seconds = base_run.timings.get("finetune", 0.0)
+
+    row_metrics: dict[str, list[dict]] = {}
+    students: dict[str, tuple] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    for row in mode["rows"]:
+        row_values = json.loads(json.dumps(values))
+        folder_base = base
+        if row == "default + augmentation":
+            row_values["transfer"]["augment"]["factor"] = mode["augment_factor"]
+            folder_base = work / "augmented"
+            augmented = Run(build_config({**row_values, "out": str(folder_base)}, "augmented"))
+            for shared in ("teacher",):
+                link = folder_base / shared
+                if not link.exists():
+                    link.symlink_to((base / shared).resolve(), target_is_directory=True)
+            augmented.run(until="annotate")
+        stages = stages_for("default" if row == "default + augmentation" else row, mode["stage_epochs"])
+        row_values["distill"]["stages"] = stages
+        for seed in mode["seeds"]:
+            row_values["distill"]["seed"] = seed
+            slug = row.replace(" ", "_").replace("+", "plus")
+            metrics, run = run_row(row_values, folder_base, work / "rows" / f"{slug}-seed{seed}")
+            row_metrics.setdefault(row, []).append(metrics)
+            log(f"{row} seed {seed}: accuracy {100 * metrics['student']['accuracy']:.1f}%")
+        model, _ = run.student
+        students[row] = (model, run.vocab)
+        sizes[row] = (count_parameters(model), count_parameters(model) - model.embedding.weight.numel())
+
+    curve = []
+    default_values = json.loads(json.dumps(values))
+    default_values["distill"]["stages"] = stages_for(DEFAULT, mode["stage_epochs"])
+    default_values["distill"]["seed"] = mode["seeds"][0]
+    for size in mode["transfer_sizes"]:
+        default_values["distill"]["transfer_limit"] = size
+        metrics, _ = run_row(default_values, base, work / "curve" / f"transfer-{size}")
+        curve.append({"transfer_texts": size, "accuracy": metrics["student"]["accuracy"]})
+    total_transfer = base_run.transfer_count[0] - len(base_run.corpus.train)
+    curve.append({"transfer_texts": total_transfer, "accuracy": row_metrics[DEFAULT][0]["student"]["accuracy"]})
+
+    small = None
+    if mode["small_labeled"]:
+        small_values = json.loads(json.dumps(values))
+        small_values["data"]["train_size"] = mode["small_labeled"]
+        small_values["out"] = str(work / f"labeled-{mode['small_labeled']}")
+        small_values["evaluation"]["baseline"] = True
+        small_values["distill"]["stages"] = stages_for(DEFAULT, mode["stage_epochs"])
+        metrics = Run(build_config(small_values, "small")).run()
+        small = {"labeled": mode["small_labeled"], "teacher_accuracy": metrics["teacher"]["accuracy"],
+                 "student_accuracy": metrics["student"]["accuracy"], "gold_only_accuracy": metrics["baseline_no_distillation"]["accuracy"]}
+
+    texts = list(base_run.corpus.transfer)[: mode["annotation_texts"]]
+    annotation = annotation_speed(base_run, texts)
+    latency = latencies(base_run, students, mode["latency_repeats"])
+    first = row_metrics[mode["rows"][0]][0]
+    teacher = {
+        "name": teacher_name,
+        "accuracy": first["teacher"]["accuracy"],
+        "macro_f1": first["teacher"]["macro_f1"],
+        "params": first["teacher"]["params"],
+        "params_without_embeddings": first["teacher"]["params_without_embeddings"],
+        "latency_ms": latency["teacher"],
+        "training_seconds": teacher_seconds,
+    }
+    result = {
+        "mode": name,
+        "command": "python benchmarks/classification.py" + (" --quick" if args.quick else ""),
+        "teacher_name": teacher_name,
+        "teacher": teacher,
+        "data": first["data"],
+        "seeds": mode["seeds"],
+        "threads": torch.get_num_threads(),
+        "rows": [summarise(r, row_metrics[r], *sizes[r], teacher, latency[r]) for r in mode["rows"]],
+        "transfer_size_curve": curve,
+        "small_labeled": small,
+        "annotation": annotation,
+        "annotation_speedup_vs_pipeline": annotation["annotation_speedup_vs_pipeline"],
+        "gpu": {"available": torch.cuda.is_available(),
+                "note": "no GPU on this machine; GPU figures need a run where one is lent" if not torch.cuda.is_available() else ""},
+    }
+    result["goals"] = goals(result)
+    result["seconds_total"] = round(time.perf_counter() - started, 1)
+    suffix = "" if name == "full" else "_quick"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    images = plots(result, RESULTS, suffix)
+    (RESULTS / f"classification{suffix}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    table = markdown(result, images)
+    (RESULTS / f"classification{suffix}.md").write_text(table, encoding="utf-8")
+    print(table)
+    print(f"total {result['seconds_total']:.0f} s; wrote {RESULTS / f'classification{suffix}.json'}")
+
+
+if __name__ == "__main__":
+    main()
