@@ -179,29 +179,31 @@ def plots(result: dict, folder: Path, suffix: str) -> list[str]:
     for row in result["rows"]:
         ax.errorbar([row["latency_ms"]["batch_32"]], [100 * row["accuracy_mean"]], yerr=[100 * row["accuracy_std"]], fmt="o", label=row["name"])
     ax.set_xscale("log")
-    ax.set_xlabel("CPU latency at batch 32 (median ms, log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("accuracy against batch-32 latency")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    names.append(f"classification{suffix}_accuracy_latency.png")
-    fig.savefig(folder / names[-1], dpi=100)
-    plt.close(fig)
+    names.append(_save(fig, ax, folder / f"classification{suffix}_accuracy_latency.png",
+                       "CPU latency at batch 32 (median ms, log scale)", "accuracy against batch-32 latency"))
     curve = result["transfer_size_curve"]
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [p["transfer_texts"] for p in curve]
     ax.plot(xs, [100 * p["accuracy"] for p in curve], "o-", label="default schedule")
     ax.axhline(100 * teacher["accuracy"], color="grey", linestyle="--", label="teacher")
     ax.set_xscale("symlog", linthresh=1000)
-    ax.set_xlabel("unlabeled transfer texts")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("accuracy against transfer-set size (1,000 labeled)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    names.append(f"classification{suffix}_transfer_size.png")
-    fig.savefig(folder / names[-1], dpi=100)
-    plt.close(fig)
+    names.append(_save(fig, ax, folder / f"classification{suffix}_transfer_size.png",
+                       "unlabeled transfer texts", "accuracy against transfer-set size (1,000 labeled)"))
     return names
+
+
+def _save(fig, ax, path: Path, xlabel: str, title: str) -> str:
+    """Label, save and close a figure; returns its file name."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
 
 
 def markdown(result: dict, images: list[str]) -> str:

@@ -110,3 +110,35 @@ def test_conll_stray_whitespace_is_read_and_counted():
     assert "3 sentences, 5 tokens" in result.stdout
     assert "1 lines holding only spaces or tabs were read as sentence breaks" in result.stdout
     assert "tags converted from BIOES to IOB2" in result.stdout
+
+
+def _tagging_config(tmp_path: Path, teacher: Path, train: Path, test: Path = BAD / "conll_good.conll") -> Path:
+    values = {
+        "task": "tagging",
+        "out": str(tmp_path / "run"),
+        "device": "cpu",
+        "data": {"train": str(train), "dev": str(BAD / "conll_good.conll"), "test": str(test)},
+        "teacher": {"model": str(teacher), "epochs": 1, "max_length": 32},
+    }
+    path = tmp_path / "tagging.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+TAGGING_REFUSED = [
+    ("conll_unseen_type.conll", "test", ["conll_unseen_type.conll: test sentence 2: tag 'B-ORG' has an entity type never seen in train"]),
+    ("conll_no_entities.conll", "train", ["conll_no_entities.conll: train has no entities"]),
+    ("tagged_length_mismatch.jsonl", "train", ["tagged_length_mismatch.jsonl: line 1: 3 tokens but 2 tags"]),
+]
+
+
+@pytest.mark.parametrize("name, role, fragments", TAGGING_REFUSED, ids=[case[0] for case in TAGGING_REFUSED])
+def test_bad_tagging_file_is_refused_in_one_line(tmp_path, tiny_teacher, name, role, fragments):
+    files = {"train": BAD / "conll_good.conll", role: BAD / name}
+    result = xdistil("finetune", str(_tagging_config(tmp_path, tiny_teacher, **files)))
+    assert_one_line_error(result, *fragments)
+
+
+def test_augmentation_is_refused_for_tagging(tmp_path):
+    result = xdistil("finetune", str(BAD / "tagging_augment.yaml"))
+    assert_one_line_error(result, "tagging_augment.yaml", "transfer.augment is for classification")

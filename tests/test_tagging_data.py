@@ -65,3 +65,22 @@ def test_any_valid_conll_file_round_trips(tmp_path_factory, sentences):
     path.write_text("\n\n".join("\n".join(f"{w} {t}" for w, t in zip(ws, ts)) for ws, ts in zip(tokens, sentences)) + "\n")
     table = read_tagged(path)
     assert table.tokens == tokens and table.tags == sentences
+
+
+def test_tagging_corpus_from_a_datasets_folder_converts_tags_and_carves_dev(tmp_path):
+    """`data.dataset` for tagging goes through datasets.load_dataset (a local folder stands in for a hub name)."""
+    import json
+
+    from xdistil.config import DataConfig
+    from xdistil.data.corpus import load_tagged_corpus
+
+    folder = tmp_path / "nerset"
+    folder.mkdir()
+    rows = [{"tokens": ["Ann", "Lee", "saw", "Oslo"], "ner_tags": ["B-PER", "E-PER", "O", "S-LOC"]}] * 8
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "test.jsonl").write_text(json.dumps({"tokens": ["Oslo"], "ner_tags": ["S-LOC"]}) + "\n")
+    corpus = load_tagged_corpus(DataConfig(dataset=str(folder), dev_size=2))
+    assert corpus.label_names == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    names = corpus.label_names
+    assert [names[i] for i in corpus.train.labels[0]] == ["B-PER", "I-PER", "O", "B-LOC"]  # BIOES -> IOB2
+    assert len(corpus.train) == 6 and len(corpus.dev) == 2 and len(corpus.test) == 1

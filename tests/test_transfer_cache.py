@@ -127,3 +127,31 @@ def test_transfer_batches_visit_every_row_once_per_epoch_from_a_bounded_window(t
         limited.set_epoch(1)
         seen = [row_of[tuple(ids[: int(n)].tolist())] for batch in limited for ids, n in zip(batch["input_ids"], batch["lengths"])]
         assert sorted(seen) == list(range(stop)) and len(limited) == sum(1 for _ in limited)
+
+
+def test_tagging_cache_holds_one_row_per_word_and_resumes_exactly(tiny_teacher, tmp_path):
+    import random
+    from dataclasses import replace
+
+    from transformers import AutoModelForTokenClassification
+
+    from conftest import make_tagged
+    from xdistil.teacher.alignment import encode_words
+
+    model = AutoModelForTokenClassification.from_pretrained(str(tiny_teacher), num_labels=5).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_teacher))
+    rng = random.Random(2)
+    sentences = [make_tagged(rng, rng.choice([3, 8, 30]))[0] for _ in range(40)]  # some longer than 16 pieces
+    spec = replace(SPEC, task="tagging", pooling="none")
+    cache = annotate(model, tokenizer, iter(sentences), len(sentences), tmp_path / "t", spec, "fp-tag")
+    rows = cache.load()
+    assert [len(s) for s in rows.starts] == [len(s) for s in sentences]
+    assert rows.logits.shape == (sum(len(s) for s in sentences), 5) and rows.reps.shape[0] == rows.logits.shape[0]
+    for encoded, ids, starts in zip(encode_words(tokenizer, sentences), rows.ids, rows.starts):
+        assert np.array_equal(ids, encoded.ids) and np.array_equal(starts, encoded.starts)  # whole sentences, never cut
+    assert cache.truncated() == sum(len(e.ids) > 16 for e in encode_words(tokenizer, sentences))  # split and counted
+    before = rows.logits.copy()
+    cache.chunk_path(1).unlink()  # as if killed during chunk 1
+    again = annotate(model, tokenizer, iter(sentences), len(sentences), tmp_path / "t", spec, "fp-tag")
+    assert np.array_equal(again.load().logits, before)
+    assert again.load().head(5).logits.shape[0] == sum(len(s) for s in sentences[:5])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from xdistil.config import DataConfig
 from xdistil.data.builtin import BUILTIN_DATASETS, rotten_tomatoes_files
-from xdistil.data.readers import Table, iter_unlabeled, read_labeled
+from xdistil.data.readers import Table, hub_split, iter_unlabeled, load_hub, read_labeled
 from xdistil.data.splits import carve, resolve_size
 from xdistil.data.tagging import TaggedTable, encode_tags, hub_tagged, read_tagged, subset, tag_names
 from xdistil.errors import XDistilError
@@ -143,20 +143,12 @@ def _carve_size(path: Path, n: int, size: float, role: str) -> int:
 
 
 def _hub_tables(config: DataConfig) -> tuple[Table, Table | None, Table | None]:
-    try:
-        import datasets
-
-        loaded = datasets.load_dataset(config.dataset)
-    except Exception as err:  # the hub client raises many types; the user needs one line
-        raise XDistilError(f"dataset '{config.dataset}': could not load from the hub ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+    loaded = load_hub(config.dataset)
 
     def table(split: str) -> Table | None:
-        if split not in loaded:
+        part = hub_split(loaded, config.dataset, split, (config.text_column, config.label_column))
+        if part is None:
             return None
-        part = loaded[split]
-        for column in (config.text_column, config.label_column):
-            if column not in part.column_names:
-                raise XDistilError(f"dataset '{config.dataset}' split '{split}': no column '{column}' in {part.column_names}")
         feature = part.features[config.label_column]
         names = getattr(feature, "names", None)
         labels = [names[v] if names else str(v) for v in part[config.label_column]]

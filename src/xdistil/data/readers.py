@@ -223,3 +223,24 @@ def read_unlabeled(path: str | Path, text_column: str = "text") -> Table:
     notes: list[str] = []
     texts = list(iter_unlabeled(path, text_column, notes))
     return Table(Path(path), texts, notes=notes)
+
+
+def load_hub(name: str):
+    """A `datasets` DatasetDict by hub name (or local dataset folder); any failure is one line."""
+    try:
+        import datasets
+
+        return datasets.load_dataset(name)
+    except Exception as err:  # the hub client raises many types; the user needs one line
+        raise XDistilError(f"dataset '{name}': could not load from the hub ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+
+
+def hub_split(loaded, name: str, split: str, columns: tuple[str, ...]):
+    """One split of a loaded hub dataset (None when absent), refused in one line when a column is missing."""
+    if split not in loaded:
+        return None
+    part = loaded[split]
+    for column in columns:
+        if column not in part.column_names:
+            raise XDistilError(f"dataset '{name}' split '{split}': no column '{column}' in {part.column_names}")
+    return part

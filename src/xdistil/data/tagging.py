@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xdistil.data.readers import file_format, iter_json_objects, iter_lines
+from xdistil.data.readers import file_format, hub_split, iter_json_objects, iter_lines, load_hub
 from xdistil.errors import XDistilError
 
 _TAG = re.compile(r"^(O|([BIESLU])-(\S+))$")
@@ -177,20 +177,12 @@ def subset(table: TaggedTable, indices: list[int]) -> TaggedTable:
 
 def hub_tagged(name: str, tokens_column: str, tags_column: str) -> tuple[TaggedTable, TaggedTable | None, TaggedTable | None]:
     """(train, validation, test) of a Hugging Face token-classification dataset, tags as IOB2 names."""
-    try:
-        import datasets
-
-        loaded = datasets.load_dataset(name)
-    except Exception as err:  # the hub client raises many types; the user needs one line
-        raise XDistilError(f"dataset '{name}': could not load from the hub ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+    loaded = load_hub(name)
 
     def table(split: str) -> TaggedTable | None:
-        if split not in loaded:
+        part = hub_split(loaded, name, split, (tokens_column, tags_column))
+        if part is None:
             return None
-        part = loaded[split]
-        for column in (tokens_column, tags_column):
-            if column not in part.column_names:
-                raise XDistilError(f"dataset '{name}' split '{split}': no column '{column}' in {part.column_names}")
         feature = getattr(part.features[tags_column], "feature", None)
         names = getattr(feature, "names", None)
         tags = [[names[t] if names else str(t) for t in row] for row in part[tags_column]]

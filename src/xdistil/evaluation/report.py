@@ -112,7 +112,7 @@ def write_report(folder: Path, metrics: dict, histories: dict[str, list[StageHis
         "",
         f"Teacher `{metrics['run']['teacher']}` distilled into a {metrics['run']['student_arch']} student. "
         f"Models were selected on the dev split only; every figure below is on the test split "
-        f"({metrics['data']['test']} examples).",
+        f"({metrics['data']['test']:,} {'sentences' if metrics.get('task') == 'tagging' else 'examples'}).",
         "",
         comparison_table(metrics),
         "",

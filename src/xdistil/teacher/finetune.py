@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from accelerate import Accelerator
@@ -37,9 +39,14 @@ def parameter_groups(model: torch.nn.Module, config: TeacherConfig) -> list[dict
     return [{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr or config.lr}]
 
 
-def _settings(config: TeacherConfig, score_name: str) -> LoopSettings:
-    """AdamW with linear warm-up and cosine decay, early stopping on the dev score."""
-    return LoopSettings(
+def _fit_teacher(
+    model: torch.nn.Module, examples: list, lengths: list[int], collate: Callable, evaluate: Callable[[], tuple[float, float]],
+    config: TeacherConfig, accelerator: Accelerator, seed: int, score_name: str,
+) -> StageHistory:
+    """The teacher through the one loop: AdamW, linear warm-up and cosine decay, length-bucketed
+    batches, early stopping on the dev score with the best weights restored."""
+    sampler = LengthBucketSampler(lengths, config.batch_size, seed, bucket_batches=4)
+    settings = LoopSettings(
         name="teacher fine-tuning",
         epochs=config.epochs,
         lr=config.lr,
@@ -50,6 +57,8 @@ def _settings(config: TeacherConfig, score_name: str) -> LoopSettings:
         warmup_ratio=config.warmup_ratio,
         score_name=score_name,
     )
+    loader = DataLoader(examples, batch_sampler=sampler, collate_fn=collate)
+    return fit(model, parameter_groups(model, config), lambda batch: model(**batch).loss, loader, evaluate, settings, accelerator)
 
 
 def finetune_teacher(
@@ -66,17 +75,8 @@ def finetune_teacher(
         inputs["labels"] = torch.tensor([label for _, label in batch], dtype=torch.long)
         return inputs
 
-    sampler = LengthBucketSampler([len(ids) for ids in train_ids], config.batch_size, seed, bucket_batches=4)
-    loader = DataLoader(examples, batch_sampler=sampler, collate_fn=collate)
-    return fit(
-        model,
-        parameter_groups(model, config),
-        lambda batch: model(**batch).loss,
-        loader,
-        lambda: teacher_dev_eval(model, dev_ids, dev.labels, pad_id, 64),
-        _settings(config, "accuracy"),
-        accelerator,
-    )
+    evaluate = lambda: teacher_dev_eval(model, dev_ids, dev.labels, pad_id, 64)  # noqa: E731
+    return _fit_teacher(model, examples, [len(ids) for ids in train_ids], collate, evaluate, config, accelerator, seed, "accuracy")
 
 
 def teacher_tagging_eval(
@@ -116,14 +116,6 @@ def finetune_tagger(
         inputs["labels"] = labels
         return inputs
 
-    sampler = LengthBucketSampler([len(ids) for ids, _, _ in examples], config.batch_size, seed, bucket_batches=4)
-    loader = DataLoader(examples, batch_sampler=sampler, collate_fn=collate)
-    return fit(
-        model,
-        parameter_groups(model, config),
-        lambda batch: model(**batch).loss,
-        loader,
-        lambda: teacher_tagging_eval(model, dev_encoded, dev.labels, label_names, pad_id, config.max_length),
-        _settings(config, "entity F1"),
-        accelerator,
-    )
+    evaluate = lambda: teacher_tagging_eval(model, dev_encoded, dev.labels, label_names, pad_id, config.max_length)  # noqa: E731
+    lengths = [len(ids) for ids, _, _ in examples]
+    return _fit_teacher(model, examples, lengths, collate, evaluate, config, accelerator, seed, "entity F1")
