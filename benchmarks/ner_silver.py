@@ -29,7 +29,7 @@ from benchmarks.resources.silver import LANGUAGES, silver_ner  # noqa: E402
 RESULTS = HERE / "results" / "ner_silver.json"
 MODES = {
     # sentences per language; the teacher's epochs; the student schedule's epochs per stage
-    "full": {"train": 1000, "dev": 300, "test": 1000, "transfer": 8000, "teacher_epochs": 4, "stage_epochs": 2, "repr_epochs": 1},
+    "full": {"train": 1000, "dev": 300, "test": 1000, "transfer": 8000, "teacher_epochs": 4, "stage_epochs": 3, "repr_epochs": 1},
     "quick": {"train": 200, "dev": 100, "test": 200, "transfer": 800, "teacher_epochs": 3, "stage_epochs": 2, "repr_epochs": 2},
 }
 
@@ -121,9 +121,9 @@ def main() -> None:
                 {"name": "gold", "losses": {"gold": 1.0}, "data": "labeled", "train": ["output"], "unfreeze": "gradual", "epochs": epochs},
             ],
         },
-        "evaluation": {"baseline_epochs": 6 * epochs, "latency_batch_sizes": [1, 32], "latency_repeats": 10},
+        "evaluation": {"baseline_epochs": 12, "latency_batch_sizes": [1, 32], "latency_repeats": 10},
     }
-    out = work / f"student-h{args.hidden}"
+    out = work / f"student-h{args.hidden}-e{epochs}"
     student_values["out"] = str(out)
     out.mkdir(parents=True, exist_ok=True)
     for shared in ("teacher", "cache"):

@@ -22,10 +22,20 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from xdistil.batching import sorted_batches
 from xdistil.config import RunConfig, config_to_dict, save_config
 from xdistil.data.corpus import Corpus, load_corpus, load_tagged_corpus
 from xdistil.data.tagging import pretokenize
-from xdistil.distill.runner import DistillData, StageCheckpoints, TransferBatches, cached_data, run_stages, student_forward
+from xdistil.distill.runner import (
+    DistillData,
+    StageCheckpoints,
+    TransferBatches,
+    cached_data,
+    distill_data,
+    rows_gold,
+    run_stages,
+    student_forward,
+)
 from xdistil.distill.stages import Stage, expand_stages
 from xdistil.errors import XDistilError
 from xdistil.evaluation.latency import measure_latency
@@ -39,7 +49,6 @@ from xdistil.student.embeddings import pca_compress
 from xdistil.student.inputs import pad_batch
 from xdistil.student.io import save_student
 from xdistil.student.vocab import PrunedVocab
-from xdistil.batching import sorted_batches
 from xdistil.teacher.finetune import finetune_tagger, finetune_teacher
 from xdistil.teacher.inference import pad_teacher, resolve_layer
 from xdistil.teacher.models import (
@@ -406,8 +415,9 @@ class Run:
         baseline = self.baseline if self.config.evaluation.baseline else None
         started = time.perf_counter()
         corpus, config = self.corpus, self.config
-        test = cached_data(self.caches["test"], self.vocab, corpus.test.labels)
-        teacher_ids = self.caches["test"].load().ids
+        test_rows = self.caches["test"].load()
+        teacher_ids = test_rows.ids
+        test = distill_data(test_rows, self.vocab, rows_gold(corpus.test.labels, test_rows, 0))
         threads = config.evaluation.threads or torch.get_num_threads()
         torch.set_num_threads(threads)
         latency = self._latency(student, teacher_ids)
