@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 from conftest import PEOPLE, PLACES
 from xdistil.distill.losses import IGNORE
 from xdistil.evaluation.metrics import tagging_metrics
-from xdistil.teacher.alignment import encode_words, pieces_to_words, plan_windows, windows_for, words_to_pieces
+from xdistil.teacher.alignment import EncodedSentence, encode_words, pieces_to_words, plan_windows, windows_for, words_to_pieces
 from xdistil.teacher.inference import tagger_outputs
 
 # known words, words split into two pieces (name + "##s"), unknown words and a character the tokenizer drops
@@ -50,14 +50,7 @@ def test_windows_cover_every_word_within_budget_and_keep_each_word_once(counts, 
         assert a < c <= b  # overlapping or adjacent, always moving on
     kept = []
 
-    class Sentence(list):
-        prefix, suffix = [2], [3]
-
-        @property
-        def pieces(self):
-            return self
-
-    planned, split = windows_for([Sentence([[1] * c for c in counts])], budget + 2)
+    planned, split = windows_for([EncodedSentence([[1] * c for c in counts], [2], [3])], budget + 2)
     for w in planned:
         assert w.start <= w.keep_start <= w.keep_stop <= w.stop
         kept.extend(range(w.keep_start, w.keep_stop))

@@ -25,6 +25,10 @@ class EncodedSentence:
     def __len__(self) -> int:
         return len(self.pieces)
 
+    def budget(self, max_length: int) -> int:
+        """How many word pieces fit in one teacher input of `max_length` beside the special tokens."""
+        return max_length - len(self.prefix) - len(self.suffix)
+
     @property
     def ids(self) -> np.ndarray:
         """The full sequence with special tokens, as the student reads it."""
@@ -101,8 +105,7 @@ def windows_for(encoded: Sequence[EncodedSentence], max_length: int) -> tuple[li
     out: list[Window] = []
     split = 0
     for row, sentence in enumerate(encoded):
-        budget = max_length - len(sentence.prefix) - len(sentence.suffix)
-        ranges = plan_windows([len(p) for p in sentence.pieces], budget)
+        ranges = plan_windows([len(p) for p in sentence.pieces], sentence.budget(max_length))
         split += len(ranges) > 1
         # each word is kept from the window where it is furthest from an edge: cut midway through each overlap
         cuts = [0] + [(ranges[i + 1][0] + ranges[i][1]) // 2 for i in range(len(ranges) - 1)] + [len(sentence)]
@@ -111,8 +114,9 @@ def windows_for(encoded: Sequence[EncodedSentence], max_length: int) -> tuple[li
     return out, split
 
 
-def window_inputs(sentence: EncodedSentence, window: Window, budget: int) -> tuple[list[int], list[int]]:
+def window_inputs(sentence: EncodedSentence, window: Window, max_length: int) -> tuple[list[int], list[int]]:
     """(teacher input ids, positions of the kept words' first pieces) for one window."""
+    budget = sentence.budget(max_length)
     ids = list(sentence.prefix)
     positions = []
     for word in range(window.start, window.stop):

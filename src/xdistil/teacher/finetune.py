@@ -102,9 +102,7 @@ def finetune_tagger(
     windows, _ = windows_for(encoded, config.max_length)
     examples = []
     for window in windows:
-        sentence = encoded[window.row]
-        budget = config.max_length - len(sentence.prefix) - len(sentence.suffix)
-        ids, positions = window_inputs(sentence, window, budget)
+        ids, positions = window_inputs(encoded[window.row], window, config.max_length)
         examples.append((ids, positions, train.labels[window.row][window.keep_start : window.keep_stop]))
     dev_encoded = encode_words(tokenizer, dev.texts)
 

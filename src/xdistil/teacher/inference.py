@@ -86,7 +86,7 @@ def tagger_outputs(
     model.eval()
     device = next(model.parameters()).device
     windows, split = windows_for(encoded, max_length)
-    inputs = [window_inputs(encoded[w.row], w, max_length - len(encoded[w.row].prefix) - len(encoded[w.row].suffix)) for w in windows]
+    inputs = [window_inputs(encoded[w.row], w, max_length) for w in windows]
     logits: list[np.ndarray | None] = [None] * len(encoded)
     reps: list[np.ndarray | None] = [None] * len(encoded)
     for indices in sorted_batches([len(ids) for ids, _ in inputs], batch_size):
