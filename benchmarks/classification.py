@@ -36,13 +36,13 @@ MODES = {
         "teacher": "mpnet", "teacher_epochs": 3, "teacher_lr": 3e-5, "seeds": [1, 2, 3],
         "rows": ["gold only", "hard only", "soft only", DEFAULT, "default without representation", "default + augmentation"],
         "transfer_sizes": [0, 1000, 2000, 5000], "small_labeled": 300, "augment_factor": 1, "stage_epochs": None,
-        "latency_repeats": {1: 30, 32: 10, 256: 4}, "annotation_texts": 1000,
+        "latency_repeats": {1: 30, 32: 10, 256: 4}, "annotation_texts": 1000, "workers": 2,
     },
     "quick": {
         "teacher": "minilm-l6", "teacher_epochs": 3, "teacher_lr": 5e-5, "seeds": [1],
         "rows": ["gold only", "hard only", "soft only", DEFAULT],
         "transfer_sizes": [0, 2000], "small_labeled": None, "augment_factor": 0, "stage_epochs": 3,
-        "latency_repeats": {1: 20, 32: 6, 256: 2}, "annotation_texts": 400,
+        "latency_repeats": {1: 20, 32: 6, 256: 2}, "annotation_texts": 400, "workers": 1,
     },
 }
 
@@ -55,7 +55,7 @@ def stages_for(row: str, epochs: int | None) -> list[dict] | None:
     if epochs is not None:
         for stage in schedule:
             stage["epochs"] = min(stage["epochs"], epochs)
-    longest = 3 * (epochs or 6)
+    longest = 2 * (epochs or 6)  # early stopping on dev ends most runs sooner
     if row == "gold only":
         return [{"name": "gold only", "losses": {"gold": 1.0}, "data": "labeled", "epochs": 10 * (epochs or 3)}]
     if row == "hard only":
@@ -80,19 +80,67 @@ def base_values(mode: dict, teacher: str, out: Path, seed: int = 42) -> dict:
     return values
 
 
+def link_shared(base: Path, out: Path, names: tuple[str, ...]) -> None:
+    """Symlink the base folder's finished parts (teacher, caches) into another run folder."""
+    for name in names:
+        link = out / name
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to((base / name).resolve(), target_is_directory=True)
+
+
 def run_row(values: dict, base: Path, out: Path) -> tuple[dict, object]:
     """Run a student row in its own folder, reusing the base folder's teacher and annotation."""
     from xdistil.config import build_config
     from xdistil.pipeline import Run
 
-    out.mkdir(parents=True, exist_ok=True)
-    for shared in ("teacher", "cache"):
-        link = out / shared
-        if not link.exists():
-            link.symlink_to((base / shared).resolve(), target_is_directory=True)
+    link_shared(base, out, ("teacher", "cache"))
     values = {**values, "out": str(out)}
     run = Run(build_config(values, str(out)))
     return run.run(), run
+
+
+def _one_thread() -> None:
+    """Worker set-up: one torch thread, quiet transformers."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    torch.set_num_threads(1)
+
+
+def _job(job: tuple[str, dict, str, str]) -> str:
+    """One unit of work: annotate, a whole run, or a student row; leaves a finished run folder."""
+    from xdistil.config import build_config
+    from xdistil.pipeline import Run
+
+    kind, values, base, out = job
+    if kind == "row":
+        run_row(values, Path(base), Path(out))
+    else:
+        Run(build_config({**values, "out": out}, out)).run(until="annotate" if kind == "annotate" else "evaluate")
+    return out
+
+
+def run_jobs(first: list[tuple], then: list[tuple], workers: int) -> None:
+    """Run the jobs in `workers` processes of one thread each (the students are too small for two
+    threads to pay), `then` once `first[0]` has finished. Every job leaves a finished run folder, so
+    the sequential pass that follows only loads them."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from xdistil.progress import log
+
+    if workers < 2 or not first:
+        return
+    log(f"benchmark: {len(first) + len(then)} jobs in {workers} one-thread worker processes")
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
+        futures = [pool.submit(_job, job) for job in first]
+        futures[0].result()
+        futures += [pool.submit(_job, job) for job in then]
+        for future in futures:
+            log(f"benchmark: finished {future.result()}")
 
 
 def annotation_speed(run, texts: list[str]) -> dict:
@@ -273,9 +321,50 @@ def goals(result: dict) -> list[dict]:
     return out
 
 
+def row_plan(mode: dict, values: dict, base: Path, augmented: Path, work: Path) -> list[tuple[str, int, dict, Path, Path]]:
+    """(row, seed, run values, folder whose teacher and cache it reuses, its own folder) for every row and seed."""
+    plan = []
+    for row in mode["rows"]:
+        row_values = json.loads(json.dumps(values))
+        folder_base = base
+        if row == "default + augmentation":
+            row_values["transfer"]["augment"]["factor"] = mode["augment_factor"]
+            folder_base = augmented
+        row_values["distill"]["stages"] = stages_for("default" if row == "default + augmentation" else row, mode["stage_epochs"])
+        for seed in mode["seeds"]:
+            seeded = json.loads(json.dumps(row_values))
+            seeded["distill"]["seed"] = seed
+            slug = row.replace(" ", "_").replace("+", "plus")
+            plan.append((row, seed, seeded, folder_base, work / "rows" / f"{slug}-seed{seed}"))
+    return plan
+
+
+def curve_jobs(mode: dict, values: dict, base: Path, work: Path) -> list[tuple[dict, Path]]:
+    """The default schedule (first seed) on the first N transfer texts, for each N of the curve."""
+    jobs = []
+    for size in mode["transfer_sizes"]:
+        curve_values = json.loads(json.dumps(values))
+        curve_values["distill"].update(stages=stages_for(DEFAULT, mode["stage_epochs"]), seed=mode["seeds"][0], transfer_limit=size)
+        jobs.append((curve_values, work / "curve" / f"transfer-{size}"))
+    return jobs
+
+
+def small_labeled_values(mode: dict, values: dict, work: Path) -> dict | None:
+    """A whole run (its own teacher and annotation) with fewer labeled texts, or None."""
+    if not mode["small_labeled"]:
+        return None
+    small_values = json.loads(json.dumps(values))
+    small_values["data"]["train_size"] = mode["small_labeled"]
+    small_values["out"] = str(work / f"labeled-{mode['small_labeled']}")
+    small_values["evaluation"]["baseline"] = True
+    small_values["distill"]["stages"] = stages_for(DEFAULT, mode["stage_epochs"])
+    return small_values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="MiniLM teacher, one seed, fewer rows (under 15 minutes)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes for the student rows (default: the mode's)")
     args = parser.parse_args()
     from transformers.utils import logging as hf_logging
 
@@ -290,7 +379,7 @@ def main() -> None:
     from xdistil.teacher.models import count_parameters
 
     name = "quick" if args.quick else "full"
-    mode = MODES[name]
+    mode = {**MODES[name], **({"workers": args.workers} if args.workers else {})}
     started = time.perf_counter()
     teacher_name = "all-MiniLM-L6-v2 (built-in minilm-l6)" if mode["teacher"] == "minilm-l6" else "all-mpnet-base-v2"
     teacher_model = "minilm-l6" if mode["teacher"] == "minilm-l6" else str(all_mpnet_base_v2())
@@ -302,51 +391,45 @@ def main() -> None:
     base_run.run(until="annotate")
     teacher_seconds = base_run.timings.get("finetune", 0.0)
 
+    augmented = work / "augmented"
+    plan = row_plan(mode, values, base, augmented, work)
+    curve_plan = curve_jobs(mode, values, base, work)
+    small_values = small_labeled_values(mode, values, work)
+    first: list[tuple] = []
+    augment_job = None
+    if any(folder_base == augmented for _, _, _, folder_base, _ in plan):
+        augment_values = json.loads(json.dumps(values))
+        augment_values["transfer"]["augment"]["factor"] = mode["augment_factor"]
+        link_shared(base, augmented, ("teacher", "cache/dev", "cache/test"))  # same teacher, same dev/test texts
+        augment_job = ("annotate", augment_values, "", str(augmented))
+        first.append(augment_job)
+    if small_values:
+        first.append(("run", small_values, "", small_values["out"]))
+    first += [("row", v, str(b), str(o)) for _, _, v, b, o in plan if b == base] + [("row", v, str(base), str(o)) for v, o in curve_plan]
+    run_jobs(first, [("row", v, str(b), str(o)) for _, _, v, b, o in plan if b == augmented], mode["workers"])
+
     row_metrics: dict[str, list[dict]] = {}
     students: dict[str, tuple] = {}
     sizes: dict[str, tuple[int, int]] = {}
-    for row in mode["rows"]:
-        row_values = json.loads(json.dumps(values))
-        folder_base = base
-        if row == "default + augmentation":
-            row_values["transfer"]["augment"]["factor"] = mode["augment_factor"]
-            folder_base = work / "augmented"
-            augmented = Run(build_config({**row_values, "out": str(folder_base)}, "augmented"))
-            for shared in ("teacher",):
-                link = folder_base / shared
-                if not link.exists():
-                    link.symlink_to((base / shared).resolve(), target_is_directory=True)
-            augmented.run(until="annotate")
-        stages = stages_for("default" if row == "default + augmentation" else row, mode["stage_epochs"])
-        row_values["distill"]["stages"] = stages
-        for seed in mode["seeds"]:
-            row_values["distill"]["seed"] = seed
-            slug = row.replace(" ", "_").replace("+", "plus")
-            metrics, run = run_row(row_values, folder_base, work / "rows" / f"{slug}-seed{seed}")
-            row_metrics.setdefault(row, []).append(metrics)
-            log(f"{row} seed {seed}: accuracy {100 * metrics['student']['accuracy']:.1f}%")
+    if augment_job:
+        _job(augment_job)  # annotates the augmented transfer set, or finds it done
+    for row, seed, row_values, folder_base, out in plan:
+        metrics, run = run_row(row_values, folder_base, out)
+        row_metrics.setdefault(row, []).append(metrics)
+        log(f"{row} seed {seed}: accuracy {100 * metrics['student']['accuracy']:.1f}%")
         model, _ = run.student
         students[row] = (model, run.vocab)
         sizes[row] = (count_parameters(model), count_parameters(model) - model.embedding.weight.numel())
 
     curve = []
-    default_values = json.loads(json.dumps(values))
-    default_values["distill"]["stages"] = stages_for(DEFAULT, mode["stage_epochs"])
-    default_values["distill"]["seed"] = mode["seeds"][0]
-    for size in mode["transfer_sizes"]:
-        default_values["distill"]["transfer_limit"] = size
-        metrics, _ = run_row(default_values, base, work / "curve" / f"transfer-{size}")
+    for (curve_values, out), size in zip(curve_plan, mode["transfer_sizes"]):
+        metrics, _ = run_row(curve_values, base, out)
         curve.append({"transfer_texts": size, "accuracy": metrics["student"]["accuracy"]})
     total_transfer = base_run.transfer_count[0] - len(base_run.corpus.train)
     curve.append({"transfer_texts": total_transfer, "accuracy": row_metrics[DEFAULT][0]["student"]["accuracy"]})
 
     small = None
-    if mode["small_labeled"]:
-        small_values = json.loads(json.dumps(values))
-        small_values["data"]["train_size"] = mode["small_labeled"]
-        small_values["out"] = str(work / f"labeled-{mode['small_labeled']}")
-        small_values["evaluation"]["baseline"] = True
-        small_values["distill"]["stages"] = stages_for(DEFAULT, mode["stage_epochs"])
+    if small_values:
         metrics = Run(build_config(small_values, "small")).run()
         small = {"labeled": mode["small_labeled"], "teacher_accuracy": metrics["teacher"]["accuracy"],
                  "student_accuracy": metrics["student"]["accuracy"], "gold_only_accuracy": metrics["baseline_no_distillation"]["accuracy"]}
@@ -372,6 +455,10 @@ def main() -> None:
         "data": first["data"],
         "seeds": mode["seeds"],
         "threads": torch.get_num_threads(),
+        "training_note": (f"student rows, the augmented annotation and the {mode['small_labeled']}-label run trained in "
+                          f"{mode['workers']} worker processes of one thread each; latency is timed afterwards in one "
+                          f"process with {torch.get_num_threads()} threads and nothing else running")
+        if mode["workers"] > 1 else "everything ran in this one process",
         "rows": [summarise(r, row_metrics[r], *sizes[r], teacher, latency[r]) for r in mode["rows"]],
         "transfer_size_curve": curve,
         "small_labeled": small,
