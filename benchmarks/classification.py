@@ -42,7 +42,7 @@ MODES = {
         "teacher": "minilm-l6", "teacher_epochs": 3, "teacher_lr": 5e-5, "seeds": [1],
         "rows": ["gold only", "hard only", "soft only", DEFAULT],
         "transfer_sizes": [0, 2000], "small_labeled": None, "augment_factor": 0, "stage_epochs": 3,
-        "latency_repeats": {1: 20, 32: 6, 256: 2}, "annotation_texts": 400, "workers": 1,
+        "latency_repeats": {1: 20, 32: 6, 256: 2}, "annotation_texts": 400, "workers": 2,
     },
 }
 
@@ -455,9 +455,10 @@ def main() -> None:
         "data": first["data"],
         "seeds": mode["seeds"],
         "threads": torch.get_num_threads(),
-        "training_note": (f"student rows, the augmented annotation and the {mode['small_labeled']}-label run trained in "
-                          f"{mode['workers']} worker processes of one thread each; latency is timed afterwards in one "
-                          f"process with {torch.get_num_threads()} threads and nothing else running")
+        "training_note": (f"after the base step, every other run (student rows, curve, augmented annotation, smaller labeled "
+                          f"set) ran in {mode['workers']} worker processes of one thread each, side by side: training seconds are "
+                          f"for one thread sharing the CPU; latency is timed afterwards in this process with "
+                          f"{torch.get_num_threads()} threads and nothing else running")
         if mode["workers"] > 1 else "everything ran in this one process",
         "rows": [summarise(r, row_metrics[r], *sizes[r], teacher, latency[r]) for r in mode["rows"]],
         "transfer_size_curve": curve,
