@@ -355,6 +355,8 @@ def small_labeled_values(mode: dict, values: dict, work: Path) -> dict | None:
         return None
     small_values = json.loads(json.dumps(values))
     small_values["data"]["train_size"] = mode["small_labeled"]
+    # as many teacher steps as with 1,000 labels: 3 epochs of 300 snippets (28 steps) left the teacher at the majority class
+    small_values["teacher"]["epochs"] = round(mode["teacher_epochs"] * 1000 / mode["small_labeled"])
     small_values["out"] = str(work / f"labeled-{mode['small_labeled']}")
     small_values["evaluation"]["baseline"] = True
     small_values["distill"]["stages"] = stages_for(DEFAULT, mode["stage_epochs"])
