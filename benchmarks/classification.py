@@ -194,6 +194,12 @@ def latencies(run, students: dict[str, object], repeats: dict[int, int]) -> dict
     return result
 
 
+def epoch_seconds(metrics: dict, part: str) -> float:
+    """Seconds spent in the training epochs of a run's teacher or student (stage histories survive a
+    resumed run, unlike its wall-clock timings)."""
+    return sum(e["seconds"] for stage in metrics["stages"].get(part, []) for e in stage["epochs"])
+
+
 def summarise(name: str, runs: list[dict], params: int, params_no_emb: int, teacher: dict, latency: dict) -> dict:
     accuracy = [m["student"]["accuracy"] for m in runs]
     row = {
@@ -208,7 +214,7 @@ def summarise(name: str, runs: list[dict], params: int, params_no_emb: int, teac
         "params_without_embeddings": params_no_emb,
         "compression": teacher["params"] / params,
         "latency_ms": latency,
-        "training_seconds_mean": statistics.mean(m["seconds"].get("distill", 0.0) for m in runs),
+        "training_seconds_mean": statistics.mean(epoch_seconds(m, "student") for m in runs),
     }
     for size, ms in latency.items():
         row[f"speedup_{size}"] = teacher["latency_ms"][size] / ms
@@ -399,7 +405,6 @@ def main() -> None:
     log("benchmark: fine-tuning and annotating once (cached in the base run folder)")
     base_run = Run(build_config(values, "base"))
     base_run.run(until="annotate")
-    teacher_seconds = base_run.timings.get("finetune", 0.0)
 
     augmented = work / "augmented"
     plan = row_plan(mode, values, base, augmented, work)
@@ -455,7 +460,7 @@ def main() -> None:
         "params": first["teacher"]["params"],
         "params_without_embeddings": first["teacher"]["params_without_embeddings"],
         "latency_ms": latency["teacher"],
-        "training_seconds": teacher_seconds,
+        "training_seconds": epoch_seconds(first, "teacher"),
     }
     result = {
         "mode": name,
@@ -466,10 +471,10 @@ def main() -> None:
         "seeds": mode["seeds"],
         "threads": torch.get_num_threads(),
         "training_note": (f"after the base step, every other run (student rows, curve, augmented annotation, smaller labeled "
-                          f"set) ran in {mode['workers']} worker processes of one thread each, side by side: training seconds are "
+                          f"set) ran in {MODES[name]['workers']} worker processes of one thread each, side by side: training seconds are "
                           f"for one thread sharing the CPU; latency is timed afterwards in this process with "
                           f"{torch.get_num_threads()} threads and nothing else running")
-        if mode["workers"] > 1 else "everything ran in this one process",
+        if MODES[name]["workers"] > 1 else "everything ran in this one process",
         "rows": [summarise(r, row_metrics[r], *sizes[r], teacher, latency[r]) for r in mode["rows"]],
         "transfer_size_curve": curve,
         "small_labeled": small,
