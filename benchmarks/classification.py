@@ -335,17 +335,22 @@ def goals(result: dict) -> list[dict]:
     return out
 
 
+def augmented_values(values: dict, mode: dict) -> dict:
+    """A copy of the run values with this mode's transfer-set augmentation switched on."""
+    out = json.loads(json.dumps(values))
+    out["transfer"]["augment"]["factor"] = mode["augment_factor"]
+    return out
+
+
 def row_plan(mode: dict, values: dict, base: Path, augmented: Path, work: Path) -> list[tuple[str, int, dict, Path, Path]]:
     """(row, seed, run values, folder whose teacher and cache it reuses, its own folder) for every row and seed."""
     plan = []
     for row in mode["rows"]:
-        row_values = json.loads(json.dumps(values))
-        folder_base = base
-        if row == "default + augmentation":
-            row_values["transfer"]["augment"]["factor"] = mode["augment_factor"]
-            folder_base = augmented
-        row_values["distill"]["stages"] = stages_for("default" if row == "default + augmentation" else row, mode["stage_epochs"])
-        for seed in mode.get("augment_seeds", mode["seeds"]) if row == "default + augmentation" else mode["seeds"]:
+        augmenting = row == "default + augmentation"
+        row_values = augmented_values(values, mode) if augmenting else json.loads(json.dumps(values))
+        folder_base = augmented if augmenting else base
+        row_values["distill"]["stages"] = stages_for("default" if augmenting else row, mode["stage_epochs"])
+        for seed in mode.get("augment_seeds", mode["seeds"]) if augmenting else mode["seeds"]:
             seeded = json.loads(json.dumps(row_values))
             seeded["distill"]["seed"] = seed
             slug = row.replace(" ", "_").replace("+", "plus")
@@ -410,18 +415,16 @@ def main() -> None:
     plan = row_plan(mode, values, base, augmented, work)
     curve_plan = curve_jobs(mode, values, base, work)
     small_values = small_labeled_values(mode, values, work)
-    first: list[tuple] = []
+    jobs: list[tuple] = []
     augment_job = None
     if any(folder_base == augmented for _, _, _, folder_base, _ in plan):
-        augment_values = json.loads(json.dumps(values))
-        augment_values["transfer"]["augment"]["factor"] = mode["augment_factor"]
         link_shared(base, augmented, ("teacher", "cache/dev", "cache/test"))  # same teacher, same dev/test texts
-        augment_job = ("annotate", augment_values, "", str(augmented))
-        first.append(augment_job)
+        augment_job = ("annotate", augmented_values(values, mode), "", str(augmented))
+        jobs.append(augment_job)
     if small_values:
-        first.append(("run", small_values, "", small_values["out"]))
-    first += [("row", v, str(b), str(o)) for _, _, v, b, o in plan if b == base] + [("row", v, str(base), str(o)) for v, o in curve_plan]
-    run_jobs(first, [("row", v, str(b), str(o)) for _, _, v, b, o in plan if b == augmented], mode["workers"])
+        jobs.append(("run", small_values, "", small_values["out"]))
+    jobs += [("row", v, str(b), str(o)) for _, _, v, b, o in plan if b == base] + [("row", v, str(base), str(o)) for v, o in curve_plan]
+    run_jobs(jobs, [("row", v, str(b), str(o)) for _, _, v, b, o in plan if b == augmented], mode["workers"])
 
     row_metrics: dict[str, list[dict]] = {}
     students: dict[str, tuple] = {}
