@@ -150,10 +150,10 @@ def annotation_speed(run, texts: list[str]) -> dict:
     import torch
     from transformers import pipeline
 
-    from xdistil.student.inputs import tokenize
     from xdistil.teacher.inference import teacher_outputs
+    from xdistil.text import tokenize
 
-    teacher, tokenizer = run.teacher.to("cpu").eval(), run.tokenizer
+    teacher, tokenizer = run.teacher.model.to("cpu").eval(), run.tokenizer
     naive = pipeline("text-classification", model=teacher, tokenizer=tokenizer, device=-1, truncation=True, max_length=128)
     naive(texts[:32], batch_size=32)  # warm-up, both paths
     started = time.perf_counter()
@@ -177,20 +177,20 @@ def annotation_speed(run, texts: list[str]) -> dict:
 def latencies(run, students: dict[str, object], repeats: dict[int, int]) -> dict[str, dict[str, float]]:
     """Median ms per batch of the teacher and each student on the same test batches, this process, CPU."""
     from xdistil.evaluation.latency import measure_latency
-    from xdistil.student.inputs import pad_batch
+    from xdistil.student.inputs import batch_inputs
     from xdistil.teacher.inference import pad_teacher
 
-    ids = run.caches["test"].load().ids
-    teacher = run.teacher.to("cpu").eval()
+    ids = run.annotation.caches["test"].load().ids
+    teacher = run.teacher.model.to("cpu").eval()
     result: dict[str, dict[str, float]] = {"teacher": {}}
     for size, count in repeats.items():
         batches = [[ids[(b * size + i) % len(ids)] for i in range(size)] for b in range(count)]
         teacher_batches = [pad_teacher(b, run.tokenizer.pad_token_id) for b in batches]
         result["teacher"][f"batch_{size}"] = measure_latency(lambda b: teacher(**b), teacher_batches, size)["median_ms"]
         for name, (model, vocab) in students.items():
-            student_batches = [pad_batch([vocab.encode(x) for x in b], vocab.pad_id) for b in batches]
+            student_batches = [batch_inputs([vocab.encode(x) for x in b], vocab.pad_id) for b in batches]
             model = model.to("cpu").eval()
-            result.setdefault(name, {})[f"batch_{size}"] = measure_latency(lambda b: model(*b), student_batches, size)["median_ms"]
+            result.setdefault(name, {})[f"batch_{size}"] = measure_latency(model, student_batches, size)["median_ms"]
     return result
 
 
@@ -437,13 +437,13 @@ def main() -> None:
         log(f"{row} seed {seed}: accuracy {100 * metrics['student']['accuracy']:.1f}%")
         model, _ = run.student
         students[row] = (model, run.vocab)
-        sizes[row] = (count_parameters(model), count_parameters(model) - model.embedding.weight.numel())
+        sizes[row] = (count_parameters(model), count_parameters(model) - sum(p.numel() for p in model.embedding_parameters()))
 
     curve = []
     for (curve_values, out), size in zip(curve_plan, mode["transfer_sizes"]):
         metrics, _ = run_row(curve_values, base, out)
         curve.append({"transfer_texts": size, "accuracy": metrics["student"]["accuracy"]})
-    total_transfer = base_run.transfer_count[0] - len(base_run.corpus.train)
+    total_transfer = base_run.transfer.count_and_fingerprint[0] - len(base_run.data.corpus.train)
     curve.append({"transfer_texts": total_transfer, "accuracy": row_metrics[DEFAULT][0]["student"]["accuracy"]})
 
     small = None
@@ -452,7 +452,7 @@ def main() -> None:
         small = {"labeled": mode["small_labeled"], "teacher_accuracy": metrics["teacher"]["accuracy"],
                  "student_accuracy": metrics["student"]["accuracy"], "gold_only_accuracy": metrics["baseline_no_distillation"]["accuracy"]}
 
-    texts = list(base_run.corpus.transfer)[: mode["annotation_texts"]]
+    texts = list(base_run.data.corpus.transfer)[: mode["annotation_texts"]]
     annotation = annotation_speed(base_run, texts)
     latency = latencies(base_run, students, mode["latency_repeats"])
     first = row_metrics[mode["rows"][0]][0]

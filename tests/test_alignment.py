@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
 from conftest import PEOPLE, PLACES
-from xdistil.distill.losses import IGNORE
 from xdistil.evaluation.metrics import tagging_metrics
-from xdistil.teacher.alignment import EncodedSentence, encode_words, pieces_to_words, plan_windows, windows_for, words_to_pieces
+from xdistil.teacher.alignment import pieces_to_words, plan_windows, windows_for, words_to_pieces
 from xdistil.teacher.inference import tagger_outputs
+from xdistil.text import IGNORE, EncodedSentence, encode_words
 
 # known words, words split into two pieces (name + "##s"), unknown words and a character the tokenizer drops
 WORDS = st.sampled_from(PEOPLE + PLACES + [p + "s" for p in PEOPLE] + ["zzqx", "unseen", "\u200b"])

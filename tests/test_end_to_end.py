@@ -106,10 +106,10 @@ def test_an_already_fine_tuned_teacher_is_used_as_it_is(finished, tiny_teacher, 
     run.run(until="annotate")
     import numpy as np
 
-    test_logits = run.caches["test"].load().logits
-    accuracy = float((test_logits.argmax(1) == np.asarray(run.corpus.test.labels)).mean())
+    test_logits = run.annotation.caches["test"].load().logits
+    accuracy = float((test_logits.argmax(1) == np.asarray(run.data.corpus.test.labels)).mean())
     assert accuracy == pytest.approx(metrics["teacher"]["accuracy"])
-    assert not run.teacher_history  # nothing was trained
+    assert not run.teacher.history  # nothing was trained
 
 
 def test_a_teacher_with_other_labels_is_refused_when_used_as_is(finished, tmp_path):

@@ -7,8 +7,9 @@ import math
 import torch
 from torch.nn import functional as F
 
-from xdistil.distill.losses import IGNORE, GoldLoss, HardLoss, RepresentationLoss, SoftLoss
-from xdistil.student.bilstm import StudentOutput
+from xdistil.distill.losses import GoldLoss, HardLoss, RepresentationLoss, SoftLoss
+from xdistil.student.base import StudentOutput
+from xdistil.text import IGNORE
 
 
 def out(logits, rep=None):

@@ -7,11 +7,11 @@ import pytest
 from xdistil.config import DistillConfig, StageConfig, build_config
 from xdistil.distill.stages import expand_stages, set_trainable
 from xdistil.errors import XDistilError
-from xdistil.student.bilstm import BiLSTMConfig, BiLSTMStudent
+from xdistil.student.bilstm import GROUPS, BiLSTMConfig, BiLSTMStudent
 
 
 def test_paper_schedule_expands_into_nine_stages():
-    stages = expand_stages(DistillConfig())
+    stages = expand_stages(DistillConfig(), GROUPS)
     assert [s.name for s in stages] == [
         "representation",
         "soft[output]",
@@ -29,7 +29,7 @@ def test_paper_schedule_expands_into_nine_stages():
 
 def test_gradual_unfreezing_can_start_lower():
     config = DistillConfig(stages=[StageConfig(name="s", losses={"soft": 1}, train=["output", "dense"], unfreeze="gradual")])
-    assert [s.groups for s in expand_stages(config)] == [
+    assert [s.groups for s in expand_stages(config, GROUPS)] == [
         ("output", "dense"),
         ("output", "dense", "encoder"),
         ("output", "dense", "encoder", "embedding"),
@@ -38,7 +38,7 @@ def test_gradual_unfreezing_can_start_lower():
 
 def test_only_the_stage_groups_receive_gradients():
     model = BiLSTMStudent(BiLSTMConfig(vocab_size=10, num_labels=2, emb_dim=4, hidden=3, dense_dim=5))
-    for stage in expand_stages(DistillConfig()):
+    for stage in expand_stages(DistillConfig(), GROUPS):
         trainable = set_trainable(model, stage.groups)
         names = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
         assert names == set(stage.groups)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from xdistil.student.bilstm import BiLSTMConfig, BiLSTMStudent
 from xdistil.student.embeddings import pca_compress
-from xdistil.student.inputs import pad_batch
+from xdistil.student.inputs import batch_inputs
 from xdistil.student.vocab import PrunedVocab
 
 SPECIALS = [0, 100, 101, 102, 103]  # pad, unk, cls, sep, mask as in BERT's vocabulary
@@ -55,10 +55,10 @@ def test_pca_keeps_the_top_directions_in_order():
 def test_padding_does_not_change_a_prediction():
     torch.manual_seed(0)
     model = BiLSTMStudent(BiLSTMConfig(vocab_size=20, num_labels=3, emb_dim=6, hidden=5, dense_dim=7, dropout=0.0)).eval()
-    alone = pad_batch([torch.tensor([3, 4, 5]).numpy()], pad_id=0)
-    padded = pad_batch([torch.tensor([3, 4, 5]).numpy(), torch.tensor(range(1, 12)).numpy()], pad_id=0)
+    alone = batch_inputs([torch.tensor([3, 4, 5]).numpy()], pad_id=0)
+    padded = batch_inputs([torch.tensor([3, 4, 5]).numpy(), torch.tensor(range(1, 12)).numpy()], pad_id=0)
     with torch.no_grad():
-        a = model(*alone)
-        b = model(*padded)
+        a = model(alone)
+        b = model(padded)
     assert torch.allclose(a.logits[0], b.logits[0], atol=1e-6)
     assert b.representation.shape == (2, 7)

@@ -10,6 +10,7 @@ from conftest import make_sentence
 from xdistil.errors import XDistilError
 from xdistil.transfer.augment import augment_texts
 from xdistil.config import AugmentConfig
+from xdistil.transfer.annotators import classify_chunk, tag_chunk
 from xdistil.transfer.cache import AnnotationSpec, TransferCache, annotate
 
 
@@ -32,7 +33,7 @@ SPEC = AnnotationSpec(max_length=16, batch_size=8, chunk_size=12, layer=1, pooli
 def test_annotation_matches_a_direct_forward_pass(teacher, tmp_path):
     model, tokenizer = teacher
     data = texts(30)
-    cache = annotate(model, tokenizer, iter(data), len(data), tmp_path / "c", SPEC, "fp1")
+    cache = annotate(model, tokenizer, iter(data), len(data), tmp_path / "c", SPEC, "fp1", classify_chunk)
     rows = cache.load()
     ids, logits, reps = rows.ids, rows.logits, rows.reps
     assert ids[5].tolist() == tokenizer(data[5], truncation=True, max_length=16)["input_ids"]
@@ -49,7 +50,7 @@ def test_annotation_matches_a_direct_forward_pass(teacher, tmp_path):
 def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
     model, tokenizer = teacher
     data = texts(50)
-    cache = annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1")
+    cache = annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1", classify_chunk)
     before = cache.load()
     before_logits, before_reps = before.logits, before.reps
     stamps = {i: cache.chunk_path(i).stat().st_mtime_ns for i in range(cache.num_chunks())}
@@ -61,7 +62,7 @@ def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
     cache.chunk_path(0).write_bytes(bytes(tampered))
     with pytest.raises(XDistilError, match="missing or damaged chunk"):
         TransferCache(tmp_path / "c").load()
-    annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1")
+    annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1", classify_chunk)
     after = {i: cache.chunk_path(i).stat().st_mtime_ns for i in range(cache.num_chunks())}
     redone = {i for i in stamps if after[i] != stamps[i]}
     assert redone == {0, 1, 3}
@@ -72,9 +73,9 @@ def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
 
 def test_a_cache_of_other_inputs_is_refused(teacher, tmp_path):
     model, tokenizer = teacher
-    annotate(model, tokenizer, texts(10), 10, tmp_path / "c", SPEC, "fp1")
+    annotate(model, tokenizer, texts(10), 10, tmp_path / "c", SPEC, "fp1", classify_chunk)
     with pytest.raises(XDistilError, match="another teacher, data or settings"):
-        annotate(model, tokenizer, texts(11), 11, tmp_path / "c", SPEC, "fp2")
+        annotate(model, tokenizer, texts(11), 11, tmp_path / "c", SPEC, "fp2", classify_chunk)
 
 
 def test_augmentation_is_seeded_and_new():
@@ -88,7 +89,7 @@ def test_augmentation_is_seeded_and_new():
 
 
 def test_transfer_batches_visit_every_row_once_per_epoch_from_a_bounded_window(teacher, tmp_path):
-    from xdistil.distill.losses import IGNORE
+    from xdistil.text import IGNORE
     from xdistil.distill.runner import TransferBatches
     from xdistil.student.vocab import PrunedVocab
 
@@ -98,7 +99,7 @@ def test_transfer_batches_visit_every_row_once_per_epoch_from_a_bounded_window(t
     rng = random.Random(5)
     data = list(dict.fromkeys(make_sentence(rng, rng.choice(["pos", "neg"])) for _ in range(80)))[:50]
     assert len(data) == 50
-    cache = annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1")  # 5 chunks of 12, the last of 2
+    cache = annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1", classify_chunk)  # 5 chunks of 12, the last of 2
     vocab = PrunedVocab.from_counts(cache.token_counts(len(tokenizer)), tokenizer.all_special_ids, tokenizer.unk_token_id, tokenizer.pad_token_id)
     all_ids = cache.load().ids
     row_of = {tuple(vocab.encode(ids).tolist()): row for row, ids in enumerate(all_ids)}
@@ -136,14 +137,14 @@ def test_tagging_cache_holds_one_row_per_word_and_resumes_exactly(tiny_teacher, 
     from transformers import AutoModelForTokenClassification
 
     from conftest import make_tagged
-    from xdistil.teacher.alignment import encode_words
+    from xdistil.text import encode_words
 
     model = AutoModelForTokenClassification.from_pretrained(str(tiny_teacher), num_labels=5).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_teacher))
     rng = random.Random(2)
     sentences = [make_tagged(rng, rng.choice([3, 8, 30]))[0] for _ in range(40)]  # some longer than 16 pieces
     spec = replace(SPEC, task="tagging", pooling="none")
-    cache = annotate(model, tokenizer, iter(sentences), len(sentences), tmp_path / "t", spec, "fp-tag")
+    cache = annotate(model, tokenizer, iter(sentences), len(sentences), tmp_path / "t", spec, "fp-tag", tag_chunk)
     rows = cache.load()
     assert [len(s) for s in rows.starts] == [len(s) for s in sentences]
     assert rows.logits.shape == (sum(len(s) for s in sentences), 5) and rows.reps.shape[0] == rows.logits.shape[0]
@@ -152,6 +153,6 @@ def test_tagging_cache_holds_one_row_per_word_and_resumes_exactly(tiny_teacher, 
     assert cache.truncated() == sum(len(e.ids) > 16 for e in encode_words(tokenizer, sentences))  # split and counted
     before = rows.logits.copy()
     cache.chunk_path(1).unlink()  # as if killed during chunk 1
-    again = annotate(model, tokenizer, iter(sentences), len(sentences), tmp_path / "t", spec, "fp-tag")
+    again = annotate(model, tokenizer, iter(sentences), len(sentences), tmp_path / "t", spec, "fp-tag", tag_chunk)
     assert np.array_equal(again.load().logits, before)
     assert again.load().head(5).logits.shape[0] == sum(len(s) for s in sentences[:5])

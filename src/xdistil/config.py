@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from xdistil.errors import XDistilError
-
-LAYER_GROUPS_TOP_DOWN = ("output", "dense", "encoder", "embedding")
-LOSS_NAMES = ("hard", "soft", "representation", "gold")
+from xdistil.student.settings import StudentSettings
 
 
 class _Strict(BaseModel):
@@ -84,17 +82,15 @@ class TransferConfig(_Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
 
-class StudentConfig(_Strict):
-    """The small model. Sizes are all explicit; dense_dim defaults to the teacher's width."""
+def _student_settings(values: Any) -> StudentSettings:
+    """The `student` section validated by its family's own settings class (chosen by `arch`)."""
+    from xdistil.student.registry import DEFAULT_ARCH, family  # the families import torch: only when a config is built
 
-    arch: Literal["bilstm"] = "bilstm"
-    emb_dim: int = Field(128, ge=2)
-    hidden: int = Field(128, ge=2)
-    layers: int = Field(1, ge=1)
-    dropout: float = Field(0.2, ge=0, lt=1)
-    dense_dim: int | None = None
-    min_count: int = Field(1, ge=1, description="word pieces seen fewer times map to [UNK]")
-    embedding_init: Literal["teacher_pca", "random"] = "teacher_pca"
+    if isinstance(values, StudentSettings):
+        return values
+    if not isinstance(values, dict):
+        raise ValueError("expected a mapping with 'arch' and the family's settings")
+    return family(values.get("arch", DEFAULT_ARCH)).settings_class.model_validate(values)
 
 
 class StageConfig(_Strict):
@@ -103,7 +99,7 @@ class StageConfig(_Strict):
     name: str
     losses: dict[str, float]
     data: Literal["transfer", "labeled"] = "transfer"
-    train: list[str] | Literal["all"] = "all"
+    train: list[str] | Literal["all"] = Field("all", description="layer groups that train (names from the student family)")
     unfreeze: Literal["none", "gradual"] = "none"
     epochs: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0)
@@ -111,13 +107,11 @@ class StageConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> StageConfig:
+        from xdistil.distill.losses import LOSSES  # the registry: torch only when a config is built
+
         for name in self.losses:
-            if name not in LOSS_NAMES:
-                raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSS_NAMES)}")
-        if isinstance(self.train, list):
-            for group in self.train:
-                if group not in LAYER_GROUPS_TOP_DOWN:
-                    raise ValueError(f"unknown layer group {group!r}; expected one of {', '.join(LAYER_GROUPS_TOP_DOWN)}")
+            if name not in LOSSES:
+                raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
         if not self.losses:
             raise ValueError("a stage needs at least one loss")
         return self
@@ -173,20 +167,32 @@ class RunConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
-    student: StudentConfig = Field(default_factory=StudentConfig)
+    student: SerializeAsAny[StudentSettings] = Field(default_factory=lambda: _student_settings({}))
     distill: DistillConfig = Field(default_factory=DistillConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    _student = field_validator("student", mode="before")(_student_settings)
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         if self.task == "tagging" and self.transfer.augment.factor:
             raise ValueError("transfer.augment is for classification; set transfer.augment.factor: 0 for tagging")
+        groups = self.student.layer_groups()
+        for number, stage in enumerate(self.distill.stages):
+            for group in stage.train if isinstance(stage.train, list) else ():
+                if group not in groups:
+                    raise ValueError(
+                        f"distill.stages[{number}] ('{stage.name}'): unknown layer group {group!r} for a {self.student.arch} "
+                        f"student; expected one of {', '.join(groups)}"
+                    )
         return self
 
 
 def _one_line(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if not first["loc"]:  # a check across sections says where itself
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
+    field = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{field}'"
     got = first.get("input")

@@ -13,7 +13,7 @@ from xdistil.data.readers import Table, hub_split, iter_unlabeled, load_hub, rea
 from xdistil.data.splits import carve, resolve_size
 from xdistil.data.tagging import TaggedTable, encode_tags, hub_tagged, read_tagged, subset, tag_names
 from xdistil.errors import XDistilError
-from xdistil.fingerprint import texts_fingerprint
+from xdistil.fingerprint import fingerprint, texts_fingerprint
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
@@ -100,6 +100,16 @@ class Corpus:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test), "transfer": len(self.transfer)}
+
+    def fingerprint(self, task: str) -> str:
+        """A fingerprint of every text, label and language of every split, for `task`."""
+        return fingerprint(
+            task,
+            self.label_names,
+            [texts_fingerprint(t) for t in (self.train.texts, self.dev.texts, self.test.texts)] + [self.transfer.scan()[1]],
+            self.train.labels, self.dev.labels, self.test.labels,
+            [self.train.langs, self.dev.langs, self.test.langs],
+        )
 
 
 def split_sentences(text: str, min_words: int = 3) -> list[str]:

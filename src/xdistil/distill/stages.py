@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import nn
 
-from xdistil.config import LAYER_GROUPS_TOP_DOWN, DistillConfig, StageConfig
+from xdistil.config import DistillConfig, StageConfig
 
 
 @dataclass(frozen=True)
@@ -22,31 +23,33 @@ class Stage:
     monitor: str
 
 
-def _groups(spec: StageConfig) -> tuple[str, ...]:
+def _groups(spec: StageConfig, top_down: tuple[str, ...]) -> tuple[str, ...]:
     if spec.train == "all":
-        return LAYER_GROUPS_TOP_DOWN
-    return tuple(g for g in LAYER_GROUPS_TOP_DOWN if g in spec.train)
+        return top_down
+    return tuple(g for g in top_down if g in spec.train)
 
 
-def expand_stages(config: DistillConfig) -> list[Stage]:
+def expand_stages(config: DistillConfig, layer_groups: Sequence[str]) -> list[Stage]:
     """Concrete stages in order. `unfreeze: gradual` becomes one stage per step of top-down unfreezing.
 
-    Gradual unfreezing starts from the stage's `train` groups and adds the next group down
-    (output -> dense -> encoder -> embedding) each step until all groups train.
+    `layer_groups` are the student's group names, top first (for the BiLSTM: output -> dense ->
+    encoder -> embedding). Gradual unfreezing starts from the stage's `train` groups and adds the
+    next group down each step until all groups train.
     """
+    top_down = tuple(layer_groups)
     stages: list[Stage] = []
     for spec in config.stages:
-        groups = _groups(spec)
+        groups = _groups(spec, top_down)
         epochs = spec.epochs or config.epochs
         lr = spec.lr or config.lr
         monitor = spec.monitor or config.monitor
         if spec.unfreeze == "none":
             stages.append(Stage(spec.name, dict(spec.losses), spec.data, groups, epochs, lr, monitor))
             continue
-        deepest = max(LAYER_GROUPS_TOP_DOWN.index(g) for g in groups)
-        for depth in range(deepest, len(LAYER_GROUPS_TOP_DOWN)):
-            step_groups = tuple(dict.fromkeys(groups + LAYER_GROUPS_TOP_DOWN[: depth + 1]))
-            step_groups = tuple(g for g in LAYER_GROUPS_TOP_DOWN if g in step_groups)
+        deepest = max(top_down.index(g) for g in groups)
+        for depth in range(deepest, len(top_down)):
+            step_groups = tuple(dict.fromkeys(groups + top_down[: depth + 1]))
+            step_groups = tuple(g for g in top_down if g in step_groups)
             label = f"{spec.name}[{'+'.join(step_groups)}]"
             stages.append(Stage(label, dict(spec.losses), spec.data, step_groups, epochs, lr, monitor))
     return stages

@@ -1,16 +1,41 @@
 """The BiLSTM student: embedding -> dropout -> BiLSTM -> max-pool -> dense (teacher width) -> output.
 
 As a tagger (`tagging=True`) there is no pooling: dense and output apply to every position, read
-at each word's first piece when word positions are given.""" 
+at each word's first piece when word positions are given. Its embeddings start as the teacher's
+own, reduced by PCA, over the pruned vocabulary.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from xdistil.student.base import Student, StudentContext, StudentOutput
+from xdistil.student.embeddings import pca_compress
+from xdistil.student.registry import register
+from xdistil.student.settings import StudentSettings
+
+GROUPS = ("output", "dense", "encoder", "embedding")
+
+
+class BiLSTMSettings(StudentSettings):
+    """The BiLSTM's sizes; dense_dim defaults to the teacher's width."""
+
+    arch: Literal["bilstm"] = "bilstm"
+    emb_dim: int = Field(128, ge=2)
+    hidden: int = Field(128, ge=2)
+    layers: int = Field(1, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    dense_dim: int | None = None
+    embedding_init: Literal["teacher_pca", "random"] = "teacher_pca"
+
+    def layer_groups(self) -> tuple[str, ...]:
+        return GROUPS
 
 
 @dataclass
@@ -27,23 +52,17 @@ class BiLSTMConfig:
     pad_id: int = 0
     tagging: bool = False
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
+@register
+class BiLSTMStudent(Student):
+    """Sequence classifier or tagger whose dense layer has the teacher's width, so its output can mimic a teacher layer."""
 
-class StudentOutput(NamedTuple):
-    """Logits for the labels and the dense-layer representation matched to the teacher's layer."""
-
-    logits: torch.Tensor
-    representation: torch.Tensor
-
-
-class BiLSTMStudent(nn.Module):
-    """Sequence classifier whose dense layer has the teacher's width, so its output can mimic a teacher layer."""
+    arch = "bilstm"
+    settings_class = BiLSTMSettings
 
     def __init__(self, config: BiLSTMConfig):
         super().__init__()
-        self.config = config
+        self.sizes = config
         self.embedding = nn.Embedding(config.vocab_size, config.emb_dim, padding_idx=config.pad_id)
         self.dropout = nn.Dropout(config.dropout)
         self.encoder = nn.LSTM(
@@ -57,26 +76,58 @@ class BiLSTMStudent(nn.Module):
         self.dense = nn.Linear(2 * config.hidden, config.dense_dim)
         self.output = nn.Linear(config.dense_dim, config.num_labels)
 
+    @classmethod
+    def build(cls, settings: BiLSTMSettings, context: StudentContext) -> BiLSTMStudent:
+        teacher = context.teacher
+        model = cls(
+            BiLSTMConfig(
+                vocab_size=len(context.vocab),
+                num_labels=context.num_labels,
+                emb_dim=settings.emb_dim,
+                hidden=settings.hidden,
+                layers=settings.layers,
+                dropout=settings.dropout,
+                dense_dim=settings.dense_dim or teacher.config.hidden_size,
+                pad_id=context.vocab.pad_id,
+                tagging=context.per_word,
+            )
+        )
+        if settings.embedding_init == "teacher_pca":
+            table = teacher.get_input_embeddings().weight.detach().cpu()[torch.as_tensor(context.vocab.teacher_ids)]
+            with torch.no_grad():
+                model.embedding.weight.copy_(pca_compress(table, settings.emb_dim))
+        return model
+
+    @classmethod
+    def from_config(cls, config: dict) -> BiLSTMStudent:
+        return cls(BiLSTMConfig(**config))
+
+    def config(self) -> dict:
+        return asdict(self.sizes)
+
+    @property
+    def per_word(self) -> bool:
+        return self.sizes.tagging
+
+    @property
+    def representation_dim(self) -> int:
+        return self.sizes.dense_dim
+
     def layer_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters by group, named top-down for gradual unfreezing."""
-        return {
-            "output": list(self.output.parameters()),
-            "dense": list(self.dense.parameters()),
-            "encoder": list(self.encoder.parameters()),
-            "embedding": list(self.embedding.parameters()),
-        }
+        modules = {"output": self.output, "dense": self.dense, "encoder": self.encoder, "embedding": self.embedding}
+        return {name: list(modules[name].parameters()) for name in GROUPS}
 
-    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor, word_index: torch.Tensor | None = None) -> StudentOutput:
-        """input_ids: (batch, time) padded; lengths: (batch,) real lengths. Padding never reaches the pool.
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        return list(self.embedding.parameters())
 
-        A tagger returns (batch, words, ...) outputs read at `word_index` (batch, words) when given,
-        else (batch, time, ...) for every piece.
-        """
+    def forward(self, batch: dict[str, torch.Tensor]) -> StudentOutput:
+        """Padding never reaches the pool; a tagger reads its outputs at `word_index` when the batch has it."""
+        input_ids, lengths, word_index = batch["input_ids"], batch["lengths"], batch.get("word_index")
         embedded = self.dropout(self.embedding(input_ids))
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         encoded, _ = self.encoder(packed)
         encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=input_ids.size(1))
-        if self.config.tagging:
+        if self.sizes.tagging:
             if word_index is not None:
                 encoded = encoded.gather(1, word_index[:, :, None].expand(-1, -1, encoded.size(-1)))
             representation = self.dense(self.dropout(encoded))

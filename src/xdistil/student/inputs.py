@@ -8,16 +8,7 @@ import numpy as np
 import torch
 
 from xdistil.student.vocab import PrunedVocab
-
-
-def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], int]:
-    """Teacher token ids per text (truncated to max_length) and how many texts were truncated."""
-    full = tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
-    truncated = sum(len(ids) > max_length for ids in full)
-    if not truncated:
-        return full, 0
-    clipped = [ids if len(ids) <= max_length else ids[: max_length - 1] + ids[-1:] for ids in full]
-    return clipped, truncated
+from xdistil.text import EncodedSentence, tokenize
 
 
 def pad_batch(sequences: Sequence[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,6 +18,22 @@ def pad_batch(sequences: Sequence[np.ndarray], pad_id: int) -> tuple[torch.Tenso
     for row, sequence in enumerate(sequences):
         ids[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
     return ids, lengths
+
+
+def batch_inputs(sequences: Sequence[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:
+    """A student batch (`input_ids`, `lengths`) of student id arrays."""
+    input_ids, lengths = pad_batch(sequences, pad_id)
+    return {"input_ids": input_ids, "lengths": lengths}
+
+
+def word_batch(sentences: Sequence[EncodedSentence], vocab: PrunedVocab) -> dict[str, torch.Tensor]:
+    """A per-word student batch of encoded sentences: inputs plus each word's first-piece position."""
+    batch = batch_inputs([vocab.encode(s.ids) for s in sentences], vocab.pad_id)
+    word_index = torch.zeros((len(sentences), max(len(s) for s in sentences)), dtype=torch.long)
+    for row, sentence in enumerate(sentences):
+        word_index[row, : len(sentence)] = torch.from_numpy(sentence.starts.astype(np.int64))
+    batch["word_index"] = word_index
+    return batch
 
 
 def student_ids(tokenizer, vocab: PrunedVocab, texts: Sequence[str], max_length: int) -> list[np.ndarray]:

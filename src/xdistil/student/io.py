@@ -1,4 +1,8 @@
-"""The student on disk: safetensors weights, a JSON config and the teacher's tokenizer, loadable in one call."""
+"""The student on disk: safetensors weights, a JSON config and the teacher's tokenizer, loadable in one call.
+
+Any registered family saves and loads the same way: `student_config.json` names its `arch` and
+holds the family's own config, from which the registry re-creates the architecture.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
 from xdistil.errors import XDistilError
-from xdistil.student.bilstm import BiLSTMConfig, BiLSTMStudent
-from xdistil.student.inputs import pad_batch, student_ids
+from xdistil.student.base import Student
+from xdistil.student.inputs import batch_inputs, student_ids, word_batch
+from xdistil.student.registry import family
 from xdistil.student.vocab import PrunedVocab
-from xdistil.teacher.alignment import encode_words
+from xdistil.text import encode_words
 
 WEIGHTS = "model.safetensors"
 CONFIG = "student_config.json"
@@ -24,7 +29,7 @@ CONFIG = "student_config.json"
 class DistilledClassifier:
     """A trained student with its tokenizer and vocabulary: `predict(texts)` gives label names."""
 
-    def __init__(self, model: BiLSTMStudent, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int):
+    def __init__(self, model: Student, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.vocab = vocab
@@ -37,8 +42,8 @@ class DistilledClassifier:
         ids = student_ids(self.tokenizer, self.vocab, texts, self.max_length)
         rows = []
         for start in range(0, len(ids), batch_size):
-            input_ids, lengths = pad_batch(ids[start : start + batch_size], self.vocab.pad_id)
-            rows.append(torch.softmax(self.model(input_ids, lengths).logits.float(), dim=-1))
+            batch = batch_inputs(ids[start : start + batch_size], self.vocab.pad_id)
+            rows.append(torch.softmax(self.model(batch).logits.float(), dim=-1))
         return torch.cat(rows).numpy() if rows else np.zeros((0, len(self.label_names)))
 
     def predict(self, texts: Sequence[str], batch_size: int = 256) -> list[str]:
@@ -50,14 +55,15 @@ class DistilledTagger:
     """A trained tagging student: `predict(sentences)` gives one IOB2 tag per word.
 
     A sentence is a list of words, or a string split on whitespace. Every word is tagged, however
-    long the sentence (the BiLSTM has no length limit).
+    long the sentence (the student reads the whole sentence).
     """
 
-    def __init__(self, model: BiLSTMStudent, tokenizer, vocab: PrunedVocab, label_names: list[str]):
+    def __init__(self, model: Student, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.vocab = vocab
         self.label_names = label_names
+        self.max_length = max_length
 
     @torch.inference_mode()
     def predict_proba(self, sentences: Sequence[Sequence[str] | str], batch_size: int = 128) -> list[np.ndarray]:
@@ -67,12 +73,7 @@ class DistilledTagger:
         out: list[np.ndarray] = []
         for start in range(0, len(encoded), batch_size):
             part = encoded[start : start + batch_size]
-            input_ids, lengths = pad_batch([self.vocab.encode(e.ids) for e in part], self.vocab.pad_id)
-            width = max(len(e) for e in part)
-            word_index = torch.zeros((len(part), width), dtype=torch.long)
-            for row, e in enumerate(part):
-                word_index[row, : len(e)] = torch.from_numpy(e.starts.astype(np.int64))
-            probs = torch.softmax(self.model(input_ids, lengths, word_index).logits.float(), dim=-1).numpy()
+            probs = torch.softmax(self.model(word_batch(part, self.vocab)).logits.float(), dim=-1).numpy()
             out.extend(probs[row, : len(e)] for row, e in enumerate(part))
         return out
 
@@ -81,8 +82,11 @@ class DistilledTagger:
         return [[self.label_names[i] for i in p.argmax(1)] for p in self.predict_proba(sentences, batch_size)]
 
 
+PREDICTORS = {"classification": DistilledClassifier, "tagging": DistilledTagger}
+
+
 def save_student(
-    folder: str | Path, model: BiLSTMStudent, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int
+    folder: str | Path, model: Student, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int
 ) -> Path:
     """Write weights, config and tokenizer into `folder`."""
     folder = Path(folder)
@@ -91,9 +95,9 @@ def save_student(
     tensors["vocab.teacher_ids"] = torch.as_tensor(vocab.teacher_ids)
     save_file(tensors, str(folder / WEIGHTS))
     meta = {
-        "arch": "bilstm",
-        "task": "tagging" if model.config.tagging else "classification",
-        "model": model.config.to_dict(),
+        "arch": model.arch,
+        "task": "tagging" if model.per_word else "classification",
+        "model": model.config(),
         "label_names": label_names,
         "max_length": max_length,
         "teacher_vocab_size": vocab.teacher_vocab_size,
@@ -116,9 +120,10 @@ def load_student(folder: str | Path) -> DistilledClassifier | DistilledTagger:
     vocab = PrunedVocab(
         tensors.pop("vocab.teacher_ids").tolist(), meta["teacher_vocab_size"], meta["unk_teacher_id"], meta["pad_teacher_id"]
     )
-    model = BiLSTMStudent(BiLSTMConfig(**meta["model"]))
+    try:
+        model = family(meta.get("arch", "bilstm")).from_config(meta["model"])
+    except ValueError as err:
+        raise XDistilError(f"{folder / CONFIG}: {err}") from None
     model.load_state_dict(tensors)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    if model.config.tagging:
-        return DistilledTagger(model, tokenizer, vocab, meta["label_names"])
-    return DistilledClassifier(model, tokenizer, vocab, meta["label_names"], meta["max_length"])
+    return PREDICTORS[meta["task"]](model, tokenizer, vocab, meta["label_names"], meta["max_length"])

@@ -1,7 +1,7 @@
 """Words <-> word pieces for tagging: the first piece of a word carries its label, the rest are ignored.
 
 A sentence is encoded once into its full piece sequence (special tokens around, no length limit),
-which the BiLSTM student reads whole. The teacher has a maximum length, so a longer sentence is
+which the student reads whole. The teacher has a maximum length, so a longer sentence is
 cut into overlapping windows of whole words; each word's teacher output is taken from the window
 where it sits furthest from an edge, and the windows are stitched back into one row per word.
 """
@@ -13,32 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass
-class EncodedSentence:
-    """A sentence as word pieces: `pieces[w]` are the teacher ids of word w (never empty)."""
-
-    pieces: list[list[int]]
-    prefix: list[int]
-    suffix: list[int]
-
-    def __len__(self) -> int:
-        return len(self.pieces)
-
-    def budget(self, max_length: int) -> int:
-        """How many word pieces fit in one teacher input of `max_length` beside the special tokens."""
-        return max_length - len(self.prefix) - len(self.suffix)
-
-    @property
-    def ids(self) -> np.ndarray:
-        """The full sequence with special tokens, as the student reads it."""
-        return np.asarray(self.prefix + [p for word in self.pieces for p in word] + self.suffix, dtype=np.int32)
-
-    @property
-    def starts(self) -> np.ndarray:
-        """Position of each word's first piece in `ids`."""
-        counts = np.fromiter((len(w) for w in self.pieces), dtype=np.int32, count=len(self.pieces))
-        return (len(self.prefix) + np.concatenate([[0], np.cumsum(counts)[:-1]])).astype(np.int32)
+from xdistil.text import EncodedSentence
 
 
 @dataclass
@@ -50,33 +25,6 @@ class Window:
     stop: int
     keep_start: int
     keep_stop: int
-
-
-def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
-    """The ids the tokenizer puts before and after a sentence (e.g. [CLS] / [SEP], or <s> / </s>)."""
-    encoding = tokenizer(["x"], is_split_into_words=True, add_special_tokens=True)
-    ids, words = encoding["input_ids"], encoding.word_ids()
-    first = words.index(0)
-    last = len(words) - 1 - words[::-1].index(0)
-    return ids[:first], ids[last + 1 :]
-
-
-def encode_words(tokenizer, sentences: Sequence[Sequence[str]]) -> list[EncodedSentence]:
-    """Word pieces per word for each sentence; a word the tokenizer drops entirely becomes [UNK]
-    so that every word keeps a position (and its label)."""
-    prefix, suffix = special_tokens(tokenizer)
-    if not sentences:
-        return []
-    batch = tokenizer([list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False)
-    unk = tokenizer.unk_token_id
-    encoded = []
-    for row, sentence in enumerate(sentences):
-        pieces: list[list[int]] = [[] for _ in sentence]
-        for piece, word in zip(batch["input_ids"][row], batch.word_ids(row)):
-            if word is not None:
-                pieces[word].append(piece)
-        encoded.append(EncodedSentence([p or [unk] for p in pieces], prefix, suffix))
-    return encoded
 
 
 def plan_windows(piece_counts: Sequence[int], budget: int) -> list[tuple[int, int]]:

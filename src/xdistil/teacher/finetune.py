@@ -13,11 +13,12 @@ from xdistil.batching import LengthBucketSampler
 from xdistil.config import TeacherConfig
 from xdistil.data.corpus import Split
 from xdistil.loop import LoopSettings, StageHistory, fit
-from xdistil.student.inputs import tokenize
-from xdistil.distill.losses import IGNORE
-from xdistil.evaluation.metrics import tagging_metrics
-from xdistil.teacher.alignment import EncodedSentence, encode_words, window_inputs, windows_for
+from xdistil.teacher.alignment import window_inputs, windows_for
 from xdistil.teacher.inference import pad_teacher, tagger_outputs, teacher_outputs
+from xdistil.text import IGNORE, EncodedSentence, encode_words, tokenize
+
+# predicted label indices, one array per sentence -> the dev figure (the task's, e.g. entity F1)
+RowScore = Callable[[list[np.ndarray]], float]
 
 
 def teacher_dev_eval(model: torch.nn.Module, token_ids: list[list[int]], labels: list[int], pad_id: int, batch_size: int) -> tuple[float, float]:
@@ -80,23 +81,22 @@ def finetune_teacher(
 
 
 def teacher_tagging_eval(
-    model: torch.nn.Module, encoded: list[EncodedSentence], labels: list[list[int]], label_names: list[str], pad_id: int, max_length: int
+    model: torch.nn.Module, encoded: list[EncodedSentence], labels: list[list[int]], score: RowScore, pad_id: int, max_length: int
 ) -> tuple[float, float]:
-    """(mean per-word cross-entropy, entity F1) of the tagging teacher on labeled sentences."""
+    """(mean per-word cross-entropy, dev score) of the tagging teacher on labeled sentences."""
     logits, _, _ = tagger_outputs(model, encoded, pad_id, 64, max_length, None)
     flat = torch.from_numpy(np.concatenate(logits))
     target = torch.from_numpy(np.concatenate([np.asarray(x) for x in labels]))
     loss = torch.nn.functional.cross_entropy(flat, target).item()
-    predicted = [[label_names[i] for i in row.argmax(1)] for row in logits]
-    gold = [[label_names[i] for i in row] for row in labels]
-    return loss, tagging_metrics(predicted, gold)["f1"]
+    return loss, score([row.argmax(1) for row in logits])
 
 
 def finetune_tagger(
-    model: torch.nn.Module, tokenizer, train: Split, dev: Split, label_names: list[str], config: TeacherConfig, accelerator: Accelerator, seed: int
+    model: torch.nn.Module, tokenizer, train: Split, dev: Split, score: RowScore, score_name: str,
+    config: TeacherConfig, accelerator: Accelerator, seed: int,
 ) -> StageHistory:
     """The token-classification teacher: each word's first piece carries its label, other pieces and
-    padding are ignored; long sentences train as windows. Early stopping on dev entity F1."""
+    padding are ignored; long sentences train as windows. Early stopping on the dev `score` (entity F1)."""
     pad_id = tokenizer.pad_token_id
     encoded = encode_words(tokenizer, train.texts)
     windows, _ = windows_for(encoded, config.max_length)
@@ -114,6 +114,6 @@ def finetune_tagger(
         inputs["labels"] = labels
         return inputs
 
-    evaluate = lambda: teacher_tagging_eval(model, dev_encoded, dev.labels, label_names, pad_id, config.max_length)  # noqa: E731
+    evaluate = lambda: teacher_tagging_eval(model, dev_encoded, dev.labels, score, pad_id, config.max_length)  # noqa: E731
     lengths = [len(ids) for ids, _, _ in examples]
-    return _fit_teacher(model, examples, lengths, collate, evaluate, config, accelerator, seed, "entity F1")
+    return _fit_teacher(model, examples, lengths, collate, evaluate, config, accelerator, seed, score_name)

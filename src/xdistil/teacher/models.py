@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from xdistil.errors import XDistilError
 
@@ -69,13 +69,11 @@ def load_tokenizer(name: str):
         raise _load_error(name, err) from None
 
 
-def model_class(task: str):
-    """The transformers auto class of a teacher for the task."""
-    return AutoModelForTokenClassification if task == "tagging" else AutoModelForSequenceClassification
-
-
-def load_classifier(name: str, label_names: list[str], require_labels: bool = False, task: str = "classification") -> torch.nn.Module:
-    """A sequence classifier (or token classifier, for tagging) for our labels.
+def load_classifier(
+    name: str, label_names: list[str], require_labels: bool = False, auto_class=AutoModelForSequenceClassification
+) -> torch.nn.Module:
+    """A classifier for our labels: `auto_class` is the task's head (AutoModelForSequenceClassification,
+    or AutoModelForTokenClassification for tagging).
 
     With `require_labels` (a teacher used as it is), the model's own labels must be exactly ours;
     otherwise a fresh head with our label map is put on the encoder.
@@ -97,7 +95,7 @@ def load_classifier(name: str, label_names: list[str], require_labels: bool = Fa
         id2label = dict(enumerate(label_names))
         kwargs = {"num_labels": len(label_names), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
     try:
-        return model_class(task).from_pretrained(source, **kwargs)
+        return auto_class.from_pretrained(source, **kwargs)
     except Exception as err:
         raise _load_error(name, err) from None
 

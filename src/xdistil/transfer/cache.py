@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -27,10 +27,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from xdistil.errors import XDistilError
+from xdistil.fingerprint import fingerprint as _fingerprint
 from xdistil.progress import bar, log
-from xdistil.student.inputs import tokenize
-from xdistil.teacher.alignment import encode_words
-from xdistil.teacher.inference import tagger_outputs, teacher_outputs
+from xdistil.storage import atomic_write_json
 
 MANIFEST = "manifest.json"
 TENSORS = {
@@ -87,13 +86,6 @@ def _checksum(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()[:16]
 
 
-def atomic_write_json(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file and rename it into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 @dataclass
 class AnnotationSpec:
     """How the teacher labels texts; part of the cache's fingerprint."""
@@ -105,6 +97,16 @@ class AnnotationSpec:
     pooling: str
     dtype: str
     task: str = "classification"
+
+    @classmethod
+    def from_config(cls, config, layer: int, pooling: str) -> AnnotationSpec:
+        """The spec of a run config (a RunConfig) with the resolved teacher layer and pooling."""
+        teacher, transfer = config.teacher, config.transfer
+        return cls(teacher.max_length, transfer.batch_size, transfer.chunk_size, layer, pooling, transfer.dtype, config.task)
+
+
+# (model, tokenizer, texts of one chunk, spec, label order, advance(n)) -> (tensors, texts truncated or split)
+Annotator = Callable[..., tuple[dict[str, torch.Tensor], int]]
 
 
 class TransferCache:
@@ -206,16 +208,17 @@ class TransferCache:
 def annotate(
     model: torch.nn.Module,
     tokenizer,
-    texts: Iterable[str],
+    texts: Iterable,
     count: int,
     folder: str | Path,
     spec: AnnotationSpec,
     fingerprint: str,
+    annotator: Annotator,
     label_order: Sequence[int] | None = None,
     description: str = "annotating",
 ) -> TransferCache:
-    """Label `count` texts from `texts` (any iterable, read once) into `folder` chunk by chunk,
-    skipping chunks already done for the same fingerprint."""
+    """Label `count` texts from `texts` (any iterable, read once) into `folder` chunk by chunk with
+    `annotator` (the task's: pooled rows or per-word rows), skipping chunks already done for the same fingerprint."""
     cache = TransferCache(folder)
     cache.folder.mkdir(parents=True, exist_ok=True)
     manifest_path = cache.folder / MANIFEST
@@ -235,7 +238,6 @@ def annotate(
     if not todo:
         return cache
     dtype = torch.float16 if spec.dtype == "float16" else torch.float32
-    truncated = 0
     remaining = sum(len(cache.chunk_rows(i)) for i in todo)
     stream = iter(texts)
     with bar(remaining, description) as progress:
@@ -243,56 +245,44 @@ def annotate(
             chunk_texts = list(itertools.islice(stream, len(cache.chunk_rows(index))))
             if index not in todo:
                 continue
-            annotate_chunk = _tag_chunk if spec.task == "tagging" else _classify_chunk
-            tensors, cut = annotate_chunk(model, tokenizer, chunk_texts, spec, label_order, lambda n: progress.update(0, advance=n))
-            truncated += cut
+            tensors, cut = annotator(model, tokenizer, chunk_texts, spec, label_order, lambda n: progress.update(0, advance=n))
             tensors["repr"] = tensors["repr"].to(dtype)
             meta = {"fingerprint": fingerprint, "start": str(index * spec.chunk_size), "truncated": str(cut), "checksum": _checksum(tensors)}
             path = cache.chunk_path(index)
             tmp = path.with_name(path.name + ".tmp")
             save_file(tensors, str(tmp), metadata=meta)
             os.replace(tmp, path)
-    if truncated:
-        how = "split into windows and stitched back" if spec.task == "tagging" else "truncated"
-        log(f"{description}: {truncated} texts longer than {spec.max_length} word pieces were {how}")
     return cache
 
 
-def _classify_chunk(model, tokenizer, texts: list[str], spec: AnnotationSpec, label_order, advance) -> tuple[dict[str, torch.Tensor], int]:
-    """One chunk of classification texts: (tensors, number truncated)."""
-    token_ids, cut = tokenize(tokenizer, texts, spec.max_length)
-    logits = reps = None
-    for indices, batch_logits, batch_reps in teacher_outputs(
-        model, token_ids, tokenizer.pad_token_id, spec.batch_size, spec.layer, spec.pooling, label_order
-    ):
-        if logits is None:
-            logits = np.zeros((len(texts), batch_logits.shape[1]), dtype=np.float32)
-            reps = np.zeros((len(texts), batch_reps.shape[1]), dtype=np.float32)
-        logits[indices] = batch_logits
-        reps[indices] = batch_reps
-        advance(len(indices))
-    tensors = {
-        "logits": torch.from_numpy(logits),
-        "repr": torch.from_numpy(reps),
-        "input_ids": torch.tensor([t for ids in token_ids for t in ids], dtype=torch.int32),
-        "lengths": torch.tensor([len(ids) for ids in token_ids], dtype=torch.int32),
-    }
-    return tensors, cut
+@dataclass
+class Annotation:
+    """The teacher's outputs for each named part of a run (transfer, dev, test), and what happened to over-long texts."""
+
+    caches: dict[str, TransferCache]
+    notes: list[str]
 
 
-def _tag_chunk(model, tokenizer, sentences: list[list[str]], spec: AnnotationSpec, label_order, advance) -> tuple[dict[str, torch.Tensor], int]:
-    """One chunk of tagging sentences (word lists): (tensors, number split into windows)."""
-    encoded = encode_words(tokenizer, sentences)
-    logits, reps, split = tagger_outputs(
-        model, encoded, tokenizer.pad_token_id, spec.batch_size, spec.max_length, spec.layer, label_order, advance
-    )
-    ids = [e.ids for e in encoded]
-    tensors = {
-        "logits": torch.from_numpy(np.concatenate(logits)),
-        "repr": torch.from_numpy(np.concatenate(reps)),
-        "input_ids": torch.from_numpy(np.concatenate(ids)),
-        "lengths": torch.tensor([len(x) for x in ids], dtype=torch.int32),
-        "words": torch.tensor([len(e) for e in encoded], dtype=torch.int32),
-        "starts": torch.from_numpy(np.concatenate([e.starts for e in encoded])),
-    }
-    return tensors, split
+def annotate_parts(
+    model: torch.nn.Module,
+    tokenizer,
+    parts: dict[str, tuple[Iterable, int, str]],
+    folder: Path,
+    spec: AnnotationSpec,
+    teacher_fingerprint: str,
+    annotator: Annotator,
+    label_order: Sequence[int] | None,
+    long_text: str,
+) -> Annotation:
+    """Annotate each part (texts, count, fingerprint of the texts) into `folder/<name>`, resuming finished
+    chunks; a note says how many texts were longer than the teacher's max_length and what became of them."""
+    caches: dict[str, TransferCache] = {}
+    notes: list[str] = []
+    for name, (texts, count, texts_fp) in parts.items():
+        fp = _fingerprint(teacher_fingerprint, spec.__dict__, texts_fp)
+        caches[name] = annotate(model, tokenizer, texts, count, folder / name, spec, fp, annotator, label_order, f"teacher labels {name}")
+        cut = caches[name].truncated()
+        if cut:
+            notes.append(f"{name}: {cut} texts longer than {spec.max_length} word pieces were {long_text}")
+            log(notes[-1])
+    return Annotation(caches, notes)

@@ -1,0 +1,93 @@
+"""The student interface: what the pipeline, the stage runner, evaluation and io may ask of any student family.
+
+A family is one nn.Module subclass with its settings class, registered in `student/registry.py`.
+It is built from its settings and a `StudentContext` (vocabulary, labels, task shape, teacher),
+called on a batch dict, split into named layer groups for gradual unfreezing, and saved and
+re-created from a plain config dict. Nothing outside `student/` names a concrete family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import nn
+
+from xdistil.student.inputs import batch_inputs
+from xdistil.student.settings import StudentSettings
+from xdistil.student.vocab import PrunedVocab
+
+
+class StudentOutput(NamedTuple):
+    """Logits for the labels, the representation matched to the teacher's layer, and, where a
+    family has them, per-layer hidden states and attention maps."""
+
+    logits: torch.Tensor
+    representation: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class StudentContext:
+    """What a fresh student is built from besides its settings."""
+
+    vocab: PrunedVocab
+    num_labels: int
+    per_word: bool  # tagging: one output per word instead of one per text
+    teacher: nn.Module  # a Hugging Face model: its width and input embeddings
+
+
+class Student(nn.Module):
+    """Base class of student families.
+
+    Batches are dicts: `input_ids` (batch, time) padded with the vocabulary's pad id, `lengths`
+    (batch,), and for per-word students `word_index` (batch, words), the position of each word's
+    first piece. A per-word student returns (batch, words, ...) outputs when `word_index` is given,
+    else one per piece; a per-text student returns (batch, ...).
+    """
+
+    arch: ClassVar[str]
+    settings_class: ClassVar[type[StudentSettings]]
+
+    @classmethod
+    def build(cls, settings: StudentSettings, context: StudentContext) -> Student:
+        """A fresh student (random parts drawn from torch's current generator)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Student:
+        """The student's architecture from `config()` output, weights uninitialised (for loading)."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """Every size needed to re-create the architecture, JSON-safe."""
+        raise NotImplementedError
+
+    @property
+    def per_word(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def representation_dim(self) -> int:
+        """Width of `StudentOutput.representation`."""
+        raise NotImplementedError
+
+    def layer_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by group, top first; every parameter in exactly one group."""
+        raise NotImplementedError
+
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        """The token-embedding parameters (reported apart: they grow with the vocabulary, not the model)."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> StudentOutput:
+        raise NotImplementedError
+
+    def example_inputs(self, batch_size: int = 2, length: int = 8) -> dict[str, torch.Tensor]:
+        """A valid batch of the given shape (for latency measurement, tracing and export)."""
+        generator = torch.Generator().manual_seed(0)
+        vocab = self.embedding_parameters()[0].shape[0]
+        ids = torch.randint(0, vocab, (batch_size, length), generator=generator).numpy()
+        return batch_inputs(list(ids), pad_id=-1)

@@ -1,0 +1,31 @@
+"""Text classification: one label per text, pooled teacher representations, accuracy and macro-F1."""
+
+from __future__ import annotations
+
+import numpy as np
+from transformers import AutoModelForSequenceClassification
+
+from xdistil.data.corpus import Corpus, Split, load_corpus
+from xdistil.evaluation.metrics import classification_metrics
+from xdistil.tasks.base import Task
+from xdistil.teacher.finetune import finetune_teacher
+from xdistil.transfer.annotators import classify_chunk
+
+
+class Classification(Task):
+    name = "classification"
+    per_word = False
+    primary_metric = "accuracy"
+    score_name = "accuracy"
+    long_text = "truncated"
+    teacher_class = AutoModelForSequenceClassification
+    annotator = staticmethod(classify_chunk)
+
+    def load_corpus(self, config) -> Corpus:
+        return load_corpus(config)
+
+    def finetune(self, model, tokenizer, corpus, config, accelerator, seed):
+        return finetune_teacher(model, tokenizer, corpus.train, corpus.dev, config, accelerator, seed)
+
+    def metrics(self, predicted: np.ndarray, split: Split, label_names: list[str]) -> dict:
+        return classification_metrics(predicted, np.asarray(split.labels))

@@ -1,0 +1,45 @@
+"""The fine-tuned teacher in a run folder: a Hugging Face model folder plus a marker holding the
+fingerprint of what made it and its training history, so a finished teacher is loaded, never retrained."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from xdistil.loop import StageHistory
+from xdistil.storage import atomic_write_json, replace_folder, staging_folder
+
+MARKER = "xdistil_teacher.json"
+
+
+@dataclass
+class Teacher:
+    """A teacher ready to annotate, with the fingerprint of its data and settings and how it trained."""
+
+    model: torch.nn.Module
+    fingerprint: str
+    history: list[StageHistory] = field(default_factory=list)
+
+
+def load_teacher(folder: Path, fingerprint: str, auto_class, device: torch.device | str) -> Teacher | None:
+    """The teacher saved in `folder` if it was made for `fingerprint`, else None."""
+    marker = folder / MARKER
+    if not marker.is_file():
+        return None
+    saved = json.loads(marker.read_text(encoding="utf-8"))
+    if saved.get("fingerprint") != fingerprint:
+        return None
+    model = auto_class.from_pretrained(str(folder)).to(device).eval()
+    return Teacher(model, fingerprint, [StageHistory.from_dict(h) for h in saved["history"]])
+
+
+def save_teacher(folder: Path, teacher: Teacher, tokenizer) -> None:
+    """Write model, tokenizer and marker to a staging folder, then move it into place."""
+    tmp = staging_folder(folder)
+    teacher.model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    atomic_write_json(tmp / MARKER, {"fingerprint": teacher.fingerprint, "history": [h.to_dict() for h in teacher.history]})
+    replace_folder(tmp, folder)
