@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch.nn import functional as F
 
@@ -67,3 +68,31 @@ def test_masks_keep_padding_positions_out_of_token_losses():
     masked = SoftLoss("mse")(student, {"teacher_logits": garbage}, mask)
     expected = F.mse_loss(logits[mask], teacher[mask])
     assert torch.isclose(masked, expected)
+
+
+def test_a_registered_loss_is_a_stage_loss_by_its_name():
+    from xdistil.config import build_config
+    from xdistil.distill.losses import LOSSES, DistillLoss, LossContext, build_loss, register_loss
+    from xdistil.errors import XDistilError
+
+    @register_loss("margin_test")
+    class MarginLoss(DistillLoss):
+        """Hinge on the teacher's label margin (a test-only loss)."""
+
+        def __init__(self, margin: float):
+            super().__init__()
+            self.margin = margin
+
+        @classmethod
+        def build(cls, context: LossContext) -> MarginLoss:
+            return cls(context.settings.temperature)
+
+    try:
+        config = build_config({"distill": {"temperature": 2.5, "stages": [{"name": "m", "losses": {"margin_test": 1.0}}]}})
+        loss = build_loss("margin_test", LossContext(student_dim=4, teacher_dim=4, settings=config.distill))
+        assert isinstance(loss, MarginLoss) and loss.margin == 2.5
+        assert isinstance(build_loss("soft", LossContext(4, 4, config.distill)), SoftLoss)
+    finally:
+        del LOSSES["margin_test"]
+    with pytest.raises(XDistilError, match="unknown loss 'margin_test'; expected one of hard, soft, representation, gold"):
+        build_config({"distill": {"stages": [{"name": "m", "losses": {"margin_test": 1.0}}]}})
