@@ -69,7 +69,12 @@ def test_lines_longer_than_max_length_are_truncated_and_counted(tmp_path, tiny_t
 
 @pytest.mark.parametrize(
     "name, fragments",
-    [("unknown_key.yaml", ["unknown_key.yaml: unknown key 'studnet'"]), ("wrong_type.yaml", ["wrong_type.yaml: field 'distill.epochs'"])],
+    [
+        ("unknown_key.yaml", ["unknown_key.yaml: unknown key 'studnet'"]),
+        ("wrong_type.yaml", ["wrong_type.yaml: field 'distill.epochs'"]),
+        ("unknown_arch.yaml", ["unknown_arch.yaml: field 'student': unknown student arch 'cnn'; expected one of bilstm"]),
+        ("unknown_layer_group.yaml", ["unknown_layer_group.yaml: distill.stages[0] ('soft'): unknown layer group 'lstm' for a bilstm student"]),
+    ],
 )
 def test_bad_config_is_refused_in_one_line(name, fragments):
     assert_one_line_error(xdistil("run", str(BAD / name)), *fragments)

@@ -190,14 +190,15 @@ class RunConfig(_Strict):
 
 def _one_line(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
     if not first["loc"]:  # a check across sections says where itself
-        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
+        return f"{source}: {message}"
     field = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{field}'"
     got = first.get("input")
     got_text = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
-    return f"{source}: field '{field}': {first['msg']}{got_text}"
+    return f"{source}: field '{field}': {message}{got_text}"
 
 
 def build_config(values: dict[str, Any], source: str = "config") -> RunConfig:

@@ -284,5 +284,5 @@ def annotate_parts(
         cut = caches[name].truncated()
         if cut:
             notes.append(f"{name}: {cut} texts longer than {spec.max_length} word pieces were {long_text}")
-            log(notes[-1])
+            log(f"teacher labels {notes[-1]}")
     return Annotation(caches, notes)
