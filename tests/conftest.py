@@ -88,6 +88,39 @@ def tiny_teacher(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def other_encoder(tmp_path_factory) -> Path:
+    """A second tiny BERT (3 layers, 24 wide) whose tokenizer splits words differently from the tiny
+    teacher's: some words become two or three pieces, and the ids are in another order."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("other_encoder")
+    whole = sorted(set(POSITIVE + NEGATIVE + NEUTRAL + FILLER + ["bob", "rome", "oslo"]), reverse=True)
+    pieces = ["al", "##ice", "car", "##ol", "da", "##ve", "er", "##in", "fr", "##an", "##k", "par", "##is", "lon", "##don",
+              "ber", "##lin", "mad", "##rid", "##s", "##ly"]
+    specials = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
+    vocab = {piece: i for i, piece in enumerate(whole + pieces + specials)}
+    core = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    core.normalizer = normalizers.BertNormalizer(lowercase=True)
+    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    core.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    tokenizer = BertTokenizerFast(
+        tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+    )
+    tokenizer.save_pretrained(str(folder))
+    torch.manual_seed(1)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=24, num_hidden_layers=3, num_attention_heads=2, intermediate_size=48,
+        max_position_embeddings=128, pad_token_id=vocab["[PAD]"],
+    )
+    BertModel(config).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
 def sentiment_files(tmp_path_factory) -> dict[str, Path]:
     """Labeled train/dev/test CSVs and an unlabeled transfer text file of separable synthetic snippets."""
     folder = tmp_path_factory.mktemp("data")

@@ -92,37 +92,43 @@ class BagStudent(Student):
         return StudentOutput(self.output(torch.tanh(representation)), representation)
 
 
-SIZES = {"bilstm": {"emb_dim": 8, "hidden": 6}, "bag": {"emb_dim": 8}}
+ARCHS = ["bag", "bilstm", "transformer"]
 TEXTS = ["great film", "dull boring plot and a weak script", "alice visited paris"]
 LABELS = ["neg", "pos", "neutral"]
 
 
 @pytest.fixture(scope="module")
-def parts(tiny_teacher):
+def sizes(tiny_teacher) -> dict[str, dict]:
+    """Small settings of each family (the transformer is cut from the tiny teacher: 1 of its 2 layers)."""
+    return {"bilstm": {"emb_dim": 8, "hidden": 6}, "bag": {"emb_dim": 8}, "transformer": {"encoder": str(tiny_teacher), "layers": 1}}
+
+
+@pytest.fixture(scope="module")
+def parts(tiny_teacher, sizes):
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_teacher))
     teacher = AutoModel.from_pretrained(str(tiny_teacher))
     ids = tokenizer(TEXTS + ["the movie story actor director scene it was with this its"])["input_ids"]
     vocab = PrunedVocab.from_token_ids(ids, len(tokenizer), tokenizer.all_special_ids, tokenizer.unk_token_id, tokenizer.pad_token_id)
-    return tokenizer, teacher, vocab
+    return tokenizer, teacher, vocab, sizes
 
 
 def make(arch: str, per_word: bool, parts) -> Student:
-    _, teacher, vocab = parts
-    settings = family(arch).settings_class.model_validate({"arch": arch, **SIZES[arch]})
+    _, teacher, vocab, sizes = parts
+    settings = family(arch).settings_class.model_validate({"arch": arch, **sizes[arch]})
     torch.manual_seed(0)
     return family(arch).build(settings, StudentContext(vocab, len(LABELS), per_word, teacher)).eval()
 
 
 def test_the_builtin_families_and_the_toy_one_are_registered():
-    assert {"bilstm", "bag"} <= set(families())
+    assert set(ARCHS) <= set(families())
     with pytest.raises(ValueError, match="unknown student arch 'nope'; expected one of .*bilstm"):
         family("nope")
 
 
-@pytest.mark.parametrize("arch", sorted(SIZES))
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("per_word", [False, True], ids=["classification", "tagging"])
 def test_forward_shapes(arch, per_word, parts):
-    tokenizer, _, vocab = parts
+    tokenizer, _, vocab, _ = parts
     model = make(arch, per_word, parts)
     width, labels = model.representation_dim, len(LABELS)
     if per_word:
@@ -138,11 +144,11 @@ def test_forward_shapes(arch, per_word, parts):
     assert example.logits.shape[0] == 4 and torch.isfinite(example.logits).all()
 
 
-@pytest.mark.parametrize("arch", sorted(SIZES))
+@pytest.mark.parametrize("arch", ARCHS)
 def test_layer_groups_cover_every_parameter_exactly_once_in_the_settings_order(arch, parts):
     model = make(arch, False, parts)
     groups = model.layer_groups()
-    settings = family(arch).settings_class.model_validate({"arch": arch, **SIZES[arch]})
+    settings = family(arch).settings_class.model_validate({"arch": arch, **parts[3][arch]})
     assert tuple(groups) == settings.layer_groups()
     grouped = [id(p) for params in groups.values() for p in params]
     assert len(grouped) == len(set(grouped)), "a parameter sits in two groups"
@@ -151,10 +157,10 @@ def test_layer_groups_cover_every_parameter_exactly_once_in_the_settings_order(a
     assert embedding_ids and embedding_ids <= set(grouped)
 
 
-@pytest.mark.parametrize("arch", sorted(SIZES))
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("per_word", [False, True], ids=["classification", "tagging"])
 def test_save_load_round_trip_predicts_identically(arch, per_word, parts, tmp_path):
-    tokenizer, _, vocab = parts
+    tokenizer, _, vocab, _ = parts
     model = make(arch, per_word, parts)
     with torch.no_grad():
         for p in model.parameters():

@@ -9,7 +9,7 @@ asked of the task object (`tasks/`), what differs between students of the studen
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -21,11 +21,12 @@ from xdistil.config import RunConfig
 from xdistil.data.corpus import Corpus
 from xdistil.distill.data import TransferBatches, cached_data, warn_if_constant
 from xdistil.distill.runner import StageCheckpoints, StageData, Trained, TrainSetup, run_stages
-from xdistil.distill.stages import Stage, expand_stages
+from xdistil.distill.stages import Stage, expand_stages, gold_only
 from xdistil.errors import XDistilError
 from xdistil.evaluation.report import write_report
 from xdistil.evaluation.summary import Finished, run_metrics
-from xdistil.fingerprint import fingerprint, texts_fingerprint
+from xdistil.fingerprint import fingerprint
+from xdistil.loop import StageHistory
 from xdistil.progress import log
 from xdistil.runfolder import prepare_folder, record_data
 from xdistil.storage import atomic_write_json
@@ -34,10 +35,11 @@ from xdistil.student.io import save_student
 from xdistil.student.registry import family
 from xdistil.student.vocab import PrunedVocab
 from xdistil.tasks import get_task
+from xdistil.text import same_tokenization
 from xdistil.teacher.inference import resolve_layer
-from xdistil.teacher.models import load_classifier, load_tokenizer, resolve_pooling, resolve_teacher, teacher_label_order
-from xdistil.teacher.store import Teacher, load_teacher, save_teacher
-from xdistil.transfer.cache import Annotation, AnnotationSpec, annotate_parts
+from xdistil.teacher.models import load_tokenizer, resolve_pooling, resolve_teacher, teacher_label_order
+from xdistil.teacher.store import Teacher, load_or_finetune
+from xdistil.transfer.cache import Annotation, AnnotationSpec, PairedCache, TransferCache, annotate_parts
 from xdistil.transfer.stream import TransferStream
 
 STEPS = ("finetune", "annotate", "distill", "evaluate")
@@ -84,24 +86,19 @@ class Run:
     # ---- teacher ----
     @cached_property
     def teacher(self) -> Teacher:
-        config, device = self.config.teacher, self.accelerator.device
+        config, corpus, started = self.config, self.data.corpus, time.perf_counter()
         # layer and pooling only change what annotation extracts, so they are not part of the teacher's identity
-        settings = config.model_dump(mode="json", exclude={"layer", "pooling"})
-        teacher_fp = fingerprint(settings, self.data.fingerprint, self.config.seed)
-        folder = self.out / "teacher"
-        done = load_teacher(folder, teacher_fp, self.task.teacher_class, device)
-        if done is not None:
-            log(f"teacher: loaded the fine-tuned teacher from {folder}")
-            return done
-        started = time.perf_counter()
-        corpus = self.data.corpus
-        model = load_classifier(config.model, corpus.label_names, not config.finetune, self.task.teacher_class).to(device)
-        history = []
-        if config.finetune:
-            log(f"teacher: fine-tuning {config.model} on {len(corpus.train):,} labeled examples")
-            history = [self.task.finetune(model, self.tokenizer, corpus, config, self.accelerator, self.config.seed)]
-        teacher = Teacher(model.eval(), teacher_fp, history)
-        save_teacher(folder, teacher, self.tokenizer)
+        settings = config.teacher.model_dump(mode="json", exclude={"layer", "pooling"})
+        teacher_fp = fingerprint(settings, self.data.fingerprint, config.seed)
+
+        def finetune(model: torch.nn.Module) -> StageHistory:
+            log(f"teacher: fine-tuning {config.teacher.model} on {len(corpus.train):,} labeled examples")
+            return self.task.finetune(model, self.tokenizer, corpus, config.teacher, self.accelerator, config.seed)
+
+        teacher = load_or_finetune(
+            self.out / "teacher", teacher_fp, config.teacher, corpus.label_names, self.task.teacher_class, self.tokenizer,
+            self.accelerator.device, finetune,
+        )
         self._timed("finetune", started)
         return teacher
 
@@ -118,28 +115,43 @@ class Run:
     @cached_property
     def annotation(self) -> Annotation:
         started = time.perf_counter()
-        teacher, config, corpus = self.teacher, self.config, self.data.corpus
+        teacher, config = self.teacher, self.config
         layer = resolve_layer(teacher.model, config.teacher.layer)
         spec = AnnotationSpec.from_config(config, layer, resolve_pooling(config.teacher.model, config.teacher.pooling))
-        parts = {
-            "transfer": (self.transfer, *self.transfer.count_and_fingerprint),
-            "dev": (corpus.dev.texts, len(corpus.dev), texts_fingerprint(corpus.dev.texts)),
-            "test": (corpus.test.texts, len(corpus.test), texts_fingerprint(corpus.test.texts)),
-        }
-        label_order = teacher_label_order(teacher.model, corpus.label_names)
+        label_order = teacher_label_order(teacher.model, self.data.corpus.label_names)
         annotation = annotate_parts(
-            teacher.model, self.tokenizer, parts, self.out / "cache", spec, teacher.fingerprint, self.task.annotator, label_order, self.task.long_text
+            teacher.model, self.tokenizer, self.transfer.parts(), self.out / "cache", spec, teacher.fingerprint, self.task.annotator,
+            label_order, self.task.long_text,
         )
         self._timed("annotate", started)
         return annotation
 
+    @cached_property
+    def student_tokenizer(self):
+        settings = self.config.student
+        return load_tokenizer(family(settings.arch).tokenizer_source(settings, self.config.teacher.model))
+
+    @cached_property
+    def inputs(self) -> dict[str, TransferCache]:
+        """The caches the student reads: the teacher's, paired with the student's own token ids of the
+        same texts when the student reads them with another tokenizer."""
+        caches, tokenizer = self.annotation.caches, self.student_tokenizer
+        if same_tokenization(tokenizer, self.tokenizer):
+            return caches
+        spec = replace(AnnotationSpec.from_config(self.config, None, None), task=f"{self.task.name}-tokens")
+        tokens = annotate_parts(
+            None, tokenizer, self.transfer.parts(), self.out / "cache" / "student", spec, fingerprint(tokenizer.backend_tokenizer.to_str()),
+            self.task.token_annotator, None, self.task.long_text, who="student tokens",
+        )
+        return {name: PairedCache(caches[name], tokens.caches[name]) for name in caches}
+
     # ---- student ----
     @cached_property
     def vocab(self) -> PrunedVocab:
-        tok = self.tokenizer
-        counts = self.annotation.caches["transfer"].token_counts(len(tok))
+        tok = self.student_tokenizer
+        counts = self.inputs["transfer"].token_counts(len(tok))
         vocab = PrunedVocab.from_counts(counts, tok.all_special_ids, tok.unk_token_id, tok.pad_token_id, self.config.student.min_count)
-        log(f"student vocabulary: {len(vocab):,} of the teacher's {len(tok):,} word pieces")
+        log(f"student vocabulary: {len(vocab):,} of its tokenizer's {len(tok):,} word pieces")
         return vocab
 
     def new_student(self) -> Student:
@@ -152,7 +164,7 @@ class Run:
     @cached_property
     def stage_data(self) -> StageData:
         """The transfer set streams from its cache; the labeled rows (its first rows) and dev are small, in memory."""
-        caches, vocab, corpus = self.annotation.caches, self.vocab, self.data.corpus
+        caches, vocab, corpus = self.inputs, self.vocab, self.data.corpus
         labels = corpus.train.labels
         warn_if_constant(caches["transfer"])
         limit = self.config.distill.transfer_limit  # the labeled rows plus only the first `limit` unlabeled ones
@@ -176,7 +188,7 @@ class Run:
         model = self.new_student()
         config = self.config
         fp = fingerprint(
-            name, self.annotation.caches["transfer"].manifest["fingerprint"], len(self.vocab), config.student.model_dump(mode="json"),
+            name, self.inputs["transfer"].manifest["fingerprint"], len(self.vocab), config.student.model_dump(mode="json"),
             config.distill.model_dump(mode="json"), [s.__dict__ for s in stages], self.student_seed,
         )
         setup = TrainSetup(config.distill, self.accelerator, self.student_seed, self.teacher.model.config.hidden_size)
@@ -187,20 +199,15 @@ class Run:
         started = time.perf_counter()
         trained = self._train("student", expand_stages(self.config.distill, self.config.student.layer_groups()))
         corpus = self.data.corpus
-        save_student(self.out / "student", trained.model, self.tokenizer, self.vocab, corpus.label_names, self.config.teacher.max_length)
+        save_student(self.out / "student", trained.model, self.student_tokenizer, self.vocab, corpus.label_names, self.config.teacher.max_length)
         self._timed("distill", started)
         return trained
 
     @cached_property
     def baseline(self) -> Trained:
         """The same student trained on the gold labels alone: what distillation adds is measured against it."""
-        started = time.perf_counter()
-        config = self.config
-        stage = Stage(
-            "gold only (no distillation)", {"gold": 1.0}, "labeled", config.student.layer_groups(),
-            config.evaluation.baseline_epochs, config.distill.lr, "dev_score",
-        )
-        trained = self._train("baseline", [stage])
+        started, config = time.perf_counter(), self.config
+        trained = self._train("baseline", [gold_only(config.student.layer_groups(), config.evaluation.baseline_epochs, config.distill.lr)])
         self._timed("baseline", started)
         return trained
 
@@ -213,7 +220,7 @@ class Run:
         corpus = self.data.corpus
         finished = Finished(
             self.config, self.task, corpus, self.teacher, self.tokenizer.pad_token_id, self.vocab, student, baseline,
-            self.annotation.caches["test"], self.out, self.accelerator.device,
+            self.annotation.caches["test"], self.inputs["test"], self.out, self.accelerator.device,
         )
         metrics = run_metrics(finished)
         self._timed("evaluate", started)
@@ -229,15 +236,12 @@ class Run:
         if until not in STEPS:
             raise XDistilError(f"unknown step '{until}'; expected one of {', '.join(STEPS)}")
         resolve_teacher(self.config.teacher.model)  # a mistyped teacher fails before any data is read
-        _ = self.teacher
-        if until == "finetune":
-            return None
-        _ = self.annotation
-        if until == "annotate":
-            return None
-        _ = self.student
-        if self.config.evaluation.baseline:
-            _ = self.baseline
-        if until == "distill":
-            return None
+        for step, make in zip(STEPS, (lambda: self.teacher, lambda: self.inputs, self._students)):
+            make()
+            if step == until:
+                return None
         return self.evaluate()
+
+    def _students(self) -> None:
+        """The distilled student and, when evaluation compares against it, the no-distillation baseline."""
+        _ = self.student, self.baseline if self.config.evaluation.baseline else None

@@ -15,6 +15,11 @@ import numpy as np
 IGNORE = -100
 
 
+def same_tokenization(a, b) -> bool:
+    """Whether two fast tokenizers turn every text into the same ids (same vocabulary, normaliser, rules)."""
+    return a.backend_tokenizer.to_str() == b.backend_tokenizer.to_str()
+
+
 def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], int]:
     """Teacher token ids per text (truncated to max_length) and how many texts were truncated."""
     full = tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]

@@ -55,6 +55,11 @@ def expand_stages(config: DistillConfig, layer_groups: Sequence[str]) -> list[St
     return stages
 
 
+def gold_only(groups: Sequence[str], epochs: int, lr: float) -> Stage:
+    """The no-distillation baseline as one stage: cross-entropy on the gold labels, every group trains."""
+    return Stage("gold only (no distillation)", {"gold": 1.0}, "labeled", tuple(groups), epochs, lr, "dev_score")
+
+
 def set_trainable(model: nn.Module, groups: tuple[str, ...]) -> list[nn.Parameter]:
     """Freeze everything, then unfreeze the named groups; returns the parameters that train."""
     named = model.layer_groups()

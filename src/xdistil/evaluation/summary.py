@@ -38,7 +38,8 @@ class Finished:
     vocab: PrunedVocab
     student: Trained
     baseline: Trained | None
-    test_cache: TransferCache  # the teacher's outputs on the test split
+    teacher_test: TransferCache  # the teacher's outputs on the test split, with its token ids
+    test_cache: TransferCache  # the same rows as the student reads them
     out: Path
     device: torch.device
 
@@ -61,12 +62,12 @@ def latency(run: Finished, student: Student) -> dict[str, dict[str, dict[str, fl
     config = run.config.evaluation
     teacher = run.teacher.model.to("cpu").eval()
     student = student.to("cpu").eval()
-    ids = run.test_rows.ids
+    teacher_ids, student_ids = run.teacher_test.load().ids, run.test.ids
     result: dict[str, dict[str, dict[str, float]]] = {"teacher": {}, "student": {}}
     for size in config.latency_batch_sizes:
-        batches = [[ids[(b * size + i) % len(ids)] for i in range(size)] for b in range(config.latency_repeats)]
-        teacher_batches = [pad_teacher(b, run.pad_id) for b in batches]
-        student_batches = [batch_inputs([run.vocab.encode(x) for x in b], run.vocab.pad_id) for b in batches]
+        rows = [[(b * size + i) % len(teacher_ids) for i in range(size)] for b in range(config.latency_repeats)]
+        teacher_batches = [pad_teacher([teacher_ids[i] for i in b], run.pad_id) for b in rows]
+        student_batches = [batch_inputs([student_ids[i] for i in b], run.vocab.pad_id) for b in rows]
         result["teacher"][f"batch_{size}"] = measure_latency(lambda b: teacher(**b), teacher_batches, size)
         result["student"][f"batch_{size}"] = measure_latency(student, student_batches, size)
     run.teacher.model.to(run.device)

@@ -57,6 +57,11 @@ class Student(nn.Module):
         raise NotImplementedError
 
     @classmethod
+    def tokenizer_source(cls, settings: StudentSettings, teacher: str) -> str:
+        """The model whose tokenizer the student reads (by default the teacher's, `teacher`)."""
+        return teacher
+
+    @classmethod
     def from_config(cls, config: dict[str, Any]) -> Student:
         """The student's architecture from `config()` output, weights uninitialised (for loading)."""
         raise NotImplementedError
@@ -90,4 +95,4 @@ class Student(nn.Module):
         generator = torch.Generator().manual_seed(0)
         vocab = self.embedding_parameters()[0].shape[0]
         ids = torch.randint(0, vocab, (batch_size, length), generator=generator).numpy()
-        return batch_inputs(list(ids), pad_id=-1)
+        return batch_inputs(list(ids), pad_id=0)

@@ -7,7 +7,7 @@ import importlib
 
 from xdistil.student.base import Student
 
-BUILTIN_MODULES = ("xdistil.student.bilstm",)
+BUILTIN_MODULES = ("xdistil.student.bilstm", "xdistil.student.transformer")
 DEFAULT_ARCH = "bilstm"
 
 _FAMILIES: dict[str, type[Student]] = {}

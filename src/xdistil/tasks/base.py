@@ -29,7 +29,8 @@ class Task:
     score_name: ClassVar[str]  # what the dev score is called in histories and logs
     long_text: ClassVar[str]  # what happens to a text longer than the teacher's max_length
     teacher_class: ClassVar[type]  # the transformers auto class of the teacher's head
-    annotator: ClassVar[Annotator]
+    annotator: ClassVar[Annotator]  # the teacher's outputs for a chunk of texts
+    token_annotator: ClassVar[Annotator]  # a student's own token ids for a chunk (when it has another tokenizer)
 
     def load_corpus(self, config: DataConfig) -> Corpus:
         raise NotImplementedError

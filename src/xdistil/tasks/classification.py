@@ -9,7 +9,7 @@ from xdistil.data.corpus import Corpus, Split, load_corpus
 from xdistil.evaluation.metrics import classification_metrics
 from xdistil.tasks.base import Task
 from xdistil.teacher.finetune import finetune_teacher
-from xdistil.transfer.annotators import classify_chunk
+from xdistil.transfer.annotators import classify_tokens, classify_chunk
 
 
 class Classification(Task):
@@ -20,6 +20,7 @@ class Classification(Task):
     long_text = "truncated"
     teacher_class = AutoModelForSequenceClassification
     annotator = staticmethod(classify_chunk)
+    token_annotator = staticmethod(classify_tokens)
 
     def load_corpus(self, config) -> Corpus:
         return load_corpus(config)

@@ -12,7 +12,7 @@ from xdistil.data.tagging import pretokenize
 from xdistil.evaluation.metrics import tagging_metrics
 from xdistil.tasks.base import Task
 from xdistil.teacher.finetune import finetune_tagger
-from xdistil.transfer.annotators import tag_chunk
+from xdistil.transfer.annotators import tag_tokens, tag_chunk
 
 
 class Tagging(Task):
@@ -23,6 +23,7 @@ class Tagging(Task):
     long_text = "split into teacher windows and stitched back"
     teacher_class = AutoModelForTokenClassification
     annotator = staticmethod(tag_chunk)
+    token_annotator = staticmethod(tag_tokens)
 
     def load_corpus(self, config) -> Corpus:
         return load_tagged_corpus(config)

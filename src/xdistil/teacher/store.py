@@ -4,13 +4,17 @@ fingerprint of what made it and its training history, so a finished teacher is l
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from xdistil.config import TeacherConfig
 from xdistil.loop import StageHistory
+from xdistil.progress import log
 from xdistil.storage import atomic_write_json, replace_folder, staging_folder
+from xdistil.teacher.models import load_classifier
 
 MARKER = "xdistil_teacher.json"
 
@@ -43,3 +47,20 @@ def save_teacher(folder: Path, teacher: Teacher, tokenizer) -> None:
     tokenizer.save_pretrained(str(tmp))
     atomic_write_json(tmp / MARKER, {"fingerprint": teacher.fingerprint, "history": [h.to_dict() for h in teacher.history]})
     replace_folder(tmp, folder)
+
+
+def load_or_finetune(
+    folder: Path, fingerprint: str, config: TeacherConfig, label_names: list[str], auto_class, tokenizer,
+    device: torch.device | str, finetune: Callable[[torch.nn.Module], StageHistory],
+) -> Teacher:
+    """The teacher saved in `folder` for `fingerprint`; else `config.model` with a head for our labels
+    (`auto_class`), fine-tuned by `finetune(model)` unless `config.finetune` is off, then saved."""
+    done = load_teacher(folder, fingerprint, auto_class, device)
+    if done is not None:
+        log(f"teacher: loaded the fine-tuned teacher from {folder}")
+        return done
+    model = load_classifier(config.model, label_names, not config.finetune, auto_class).to(device)
+    history = [finetune(model)] if config.finetune else []
+    teacher = Teacher(model.eval(), fingerprint, history)
+    save_teacher(folder, teacher, tokenizer)
+    return teacher

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from xdistil.teacher.inference import tagger_outputs, teacher_outputs
-from xdistil.text import encode_words, tokenize
+from xdistil.text import EncodedSentence, encode_words, tokenize
 from xdistil.transfer.cache import AnnotationSpec
 
 
@@ -28,13 +28,7 @@ def classify_chunk(model, tokenizer, texts: list[str], spec: AnnotationSpec, lab
         logits[indices] = batch_logits
         reps[indices] = batch_reps
         advance(len(indices))
-    tensors = {
-        "logits": torch.from_numpy(logits),
-        "repr": torch.from_numpy(reps),
-        "input_ids": torch.tensor([t for ids in token_ids for t in ids], dtype=torch.int32),
-        "lengths": torch.tensor([len(ids) for ids in token_ids], dtype=torch.int32),
-    }
-    return tensors, cut
+    return {"logits": torch.from_numpy(logits), "repr": torch.from_numpy(reps), **_token_tensors(token_ids)}, cut
 
 
 def tag_chunk(model, tokenizer, sentences: list[list[str]], spec: AnnotationSpec, label_order, advance) -> tuple[dict[str, torch.Tensor], int]:
@@ -43,13 +37,35 @@ def tag_chunk(model, tokenizer, sentences: list[list[str]], spec: AnnotationSpec
     logits, reps, split = tagger_outputs(
         model, encoded, tokenizer.pad_token_id, spec.batch_size, spec.max_length, spec.layer, label_order, advance
     )
+    return {"logits": torch.from_numpy(np.concatenate(logits)), "repr": torch.from_numpy(np.concatenate(reps)), **_word_tensors(encoded)}, split
+
+
+def _token_tensors(token_ids: list[list[int]]) -> dict[str, torch.Tensor]:
+    return {
+        "input_ids": torch.tensor([t for ids in token_ids for t in ids], dtype=torch.int32),
+        "lengths": torch.tensor([len(ids) for ids in token_ids], dtype=torch.int32),
+    }
+
+
+def _word_tensors(encoded: list[EncodedSentence]) -> dict[str, torch.Tensor]:
     ids = [e.ids for e in encoded]
-    tensors = {
-        "logits": torch.from_numpy(np.concatenate(logits)),
-        "repr": torch.from_numpy(np.concatenate(reps)),
+    return {
         "input_ids": torch.from_numpy(np.concatenate(ids)),
         "lengths": torch.tensor([len(x) for x in ids], dtype=torch.int32),
         "words": torch.tensor([len(e) for e in encoded], dtype=torch.int32),
         "starts": torch.from_numpy(np.concatenate([e.starts for e in encoded])),
     }
-    return tensors, split
+
+
+def classify_tokens(model, tokenizer, texts: list[str], spec: AnnotationSpec, label_order, advance) -> tuple[dict[str, torch.Tensor], int]:
+    """A student's own token ids for one chunk of texts (no teacher runs; `model` is unused)."""
+    token_ids, cut = tokenize(tokenizer, texts, spec.max_length)
+    advance(len(texts))
+    return _token_tensors(token_ids), cut
+
+
+def tag_tokens(model, tokenizer, sentences: list[list[str]], spec: AnnotationSpec, label_order, advance) -> tuple[dict[str, torch.Tensor], int]:
+    """A student's own word pieces and first-piece positions for one chunk of sentences (whole sentences, never cut)."""
+    encoded = encode_words(tokenizer, sentences)
+    advance(len(sentences))
+    return _word_tensors(encoded), 0

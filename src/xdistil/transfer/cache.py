@@ -35,6 +35,9 @@ MANIFEST = "manifest.json"
 TENSORS = {
     "classification": {"logits", "repr", "input_ids", "lengths"},
     "tagging": {"logits", "repr", "input_ids", "lengths", "words", "starts"},
+    # a student's own token ids when it reads text with another tokenizer than the teacher's
+    "classification-tokens": {"input_ids", "lengths"},
+    "tagging-tokens": {"input_ids", "lengths", "words", "starts"},
 }
 
 
@@ -93,10 +96,10 @@ class AnnotationSpec:
     max_length: int
     batch_size: int
     chunk_size: int
-    layer: int
-    pooling: str
+    layer: int | None  # None for a token-only cache
+    pooling: str | None
     dtype: str
-    task: str = "classification"
+    task: str = "classification"  # which tensors a chunk holds (a key of TENSORS)
 
     @classmethod
     def from_config(cls, config, layer: int, pooling: str) -> AnnotationSpec:
@@ -164,11 +167,12 @@ class TransferCache:
         return tensors
 
     def chunk(self, index: int) -> CacheRows:
-        """The rows of one verified chunk."""
+        """The rows of one verified chunk (a token-only chunk has zero-width logits and representations)."""
         tensors = self.verified_chunk(index)
         ids = _split(tensors["input_ids"].numpy(), tensors["lengths"].numpy())
         starts = _split(tensors["starts"].numpy(), tensors["words"].numpy()) if "starts" in tensors else None
-        return CacheRows(ids, tensors["logits"].numpy(), tensors["repr"].numpy(), starts)
+        empty = np.zeros((len(ids) if starts is None else int(tensors["words"].sum()), 0), dtype=np.float32)
+        return CacheRows(ids, tensors["logits"].numpy() if "logits" in tensors else empty, tensors["repr"].numpy() if "repr" in tensors else empty, starts)
 
     def chunk_rows(self, index: int) -> range:
         size = self.manifest["chunk_size"]
@@ -246,7 +250,8 @@ def annotate(
             if index not in todo:
                 continue
             tensors, cut = annotator(model, tokenizer, chunk_texts, spec, label_order, lambda n: progress.update(0, advance=n))
-            tensors["repr"] = tensors["repr"].to(dtype)
+            if "repr" in tensors:
+                tensors["repr"] = tensors["repr"].to(dtype)
             meta = {"fingerprint": fingerprint, "start": str(index * spec.chunk_size), "truncated": str(cut), "checksum": _checksum(tensors)}
             path = cache.chunk_path(index)
             tmp = path.with_name(path.name + ".tmp")
@@ -273,16 +278,34 @@ def annotate_parts(
     annotator: Annotator,
     label_order: Sequence[int] | None,
     long_text: str,
+    who: str = "teacher labels",
 ) -> Annotation:
     """Annotate each part (texts, count, fingerprint of the texts) into `folder/<name>`, resuming finished
-    chunks; a note says how many texts were longer than the teacher's max_length and what became of them."""
+    chunks; a note says how many texts were longer than the teacher's max_length and what became of them.
+    (`teacher_fingerprint` identifies what annotates: the teacher, or a student's tokenizer for token caches.)"""
     caches: dict[str, TransferCache] = {}
     notes: list[str] = []
     for name, (texts, count, texts_fp) in parts.items():
         fp = _fingerprint(teacher_fingerprint, spec.__dict__, texts_fp)
-        caches[name] = annotate(model, tokenizer, texts, count, folder / name, spec, fp, annotator, label_order, f"teacher labels {name}")
+        caches[name] = annotate(model, tokenizer, texts, count, folder / name, spec, fp, annotator, label_order, f"{who} {name}")
         cut = caches[name].truncated()
         if cut:
             notes.append(f"{name}: {cut} texts longer than {spec.max_length} word pieces were {long_text}")
-            log(f"teacher labels {notes[-1]}")
+            log(f"{who} {notes[-1]}")
     return Annotation(caches, notes)
+
+
+class PairedCache(TransferCache):
+    """A teacher cache read together with a student's token cache of the same texts and chunks: rows
+    hold the student's token ids (and word starts) beside the teacher's logits and representations."""
+
+    def __init__(self, targets: TransferCache, inputs: TransferCache):
+        super().__init__(targets.folder)
+        self.inputs = inputs
+
+    def chunk(self, index: int) -> CacheRows:
+        targets, inputs = super().chunk(index), self.inputs.chunk(index)
+        return CacheRows(inputs.ids, targets.logits, targets.reps, inputs.starts)
+
+    def token_counts(self, vocab_size: int) -> np.ndarray:
+        return self.inputs.token_counts(vocab_size)

@@ -57,3 +57,13 @@ class TransferStream:
             texts_fingerprint(self.corpus.train.texts), transfer_fp, self.augment.model_dump(mode="json"), self.seed, self.unlabeled_settings
         )
         return count, fp
+
+    def parts(self) -> dict[str, tuple[Iterable, int, str]]:
+        """Everything a run annotates: (texts, count, fingerprint of the texts) of this stream and of
+        the dev and test texts (for evaluation)."""
+        dev, test = self.corpus.dev.texts, self.corpus.test.texts
+        return {
+            "transfer": (self, *self.count_and_fingerprint),
+            "dev": (dev, len(dev), texts_fingerprint(dev)),
+            "test": (test, len(test), texts_fingerprint(test)),
+        }

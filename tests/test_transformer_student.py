@@ -1,0 +1,111 @@
+"""Pre-trained transformer students: cut from an encoder, exact when uncut, aligned when their tokenizer differs from the teacher's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from conftest import tiny_run_config
+from xdistil import load_student
+from xdistil.errors import XDistilError
+from xdistil.pipeline import Run
+from xdistil.student.base import StudentContext
+from xdistil.student.inputs import batch_inputs
+from xdistil.student.transformer import TransformerSettings, TransformerStudent, kept_layers
+from xdistil.student.vocab import PrunedVocab
+from xdistil.text import encode_words
+
+TEXTS = ["a great and moving film", "dull boring plot", "alice visited paris with bob"]
+
+
+def test_kept_layers_are_evenly_spaced_and_end_at_the_top():
+    assert kept_layers(3, 6) == [1, 3, 5]
+    assert kept_layers(4, 12) == [2, 5, 8, 11]
+    assert kept_layers(6, 6) == [0, 1, 2, 3, 4, 5]
+    assert kept_layers(1, 12) == [11]
+    assert kept_layers([0, 2], 3) == [0, 2]
+    with pytest.raises(XDistilError, match="7 layers asked for; the encoder has 6"):
+        kept_layers(7, 6)
+    with pytest.raises(XDistilError, match="layer 6 does not exist; the encoder has layers 0-5"):
+        kept_layers([1, 6], 6)
+    assert TransformerSettings(layers=[0, 3]).layer_groups() == ("output", "layer_1", "layer_0", "embedding")
+    with pytest.raises(ValueError, match="distinct, ascending"):
+        TransformerSettings(layers=[3, 1])
+
+
+def test_a_student_keeping_every_layer_reproduces_the_encoder_over_its_pruned_vocabulary(other_encoder):
+    tokenizer = AutoTokenizer.from_pretrained(str(other_encoder))
+    encoder = AutoModel.from_pretrained(str(other_encoder)).eval()
+    ids = tokenizer(TEXTS)["input_ids"]
+    vocab = PrunedVocab.from_token_ids(ids, len(tokenizer), tokenizer.all_special_ids, tokenizer.unk_token_id, tokenizer.pad_token_id)
+    assert len(vocab) < len(tokenizer)  # pruned, so student ids differ from the encoder's
+    settings = TransformerSettings(encoder=str(other_encoder), layers=3)
+    student = TransformerStudent.build(settings, StudentContext(vocab, 2, False, encoder)).eval()
+    assert sum(p.numel() for p in student.embedding_parameters()) < sum(p.numel() for p in encoder.get_input_embeddings().parameters())
+    with torch.no_grad():
+        out = student(batch_inputs([vocab.encode(x) for x in ids], vocab.pad_id))
+        padded = tokenizer(TEXTS, padding=True, return_tensors="pt")
+        reference = encoder(**padded, output_hidden_states=True).hidden_states
+    mask = padded["attention_mask"].bool()
+    assert len(out.hidden_states) == len(reference) == 4
+    for mine, theirs in zip(out.hidden_states, reference):
+        assert torch.allclose(mine[mask], theirs[mask], atol=1e-5)
+    # two of three layers: the kept layers' weights are the encoder's layers 1 and 2
+    two = TransformerStudent.build(TransformerSettings(encoder=str(other_encoder), layers=2), StudentContext(vocab, 2, False, encoder))
+    for mine, theirs in zip(two.encoder.encoder.layer, encoder.encoder.layer[1:]):
+        assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(), theirs.state_dict().values()))
+
+
+def test_the_teacher_itself_can_be_cut_into_the_student(tiny_teacher):
+    teacher = AutoModel.from_pretrained(str(tiny_teacher))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_teacher))
+    vocab = PrunedVocab.from_token_ids(tokenizer(TEXTS)["input_ids"], len(tokenizer), tokenizer.all_special_ids,
+                                       tokenizer.unk_token_id, tokenizer.pad_token_id)
+    student = TransformerStudent.build(TransformerSettings(encoder="teacher", layers=1), StudentContext(vocab, 3, True, teacher))
+    assert torch.equal(student.encoder.encoder.layer[0].attention.self.query.weight, teacher.encoder.layer[1].attention.self.query.weight)
+    assert TransformerStudent.tokenizer_source(TransformerSettings(encoder="teacher"), "some/teacher") == "some/teacher"
+
+
+def test_words_split_differently_by_the_two_tokenizers_stay_aligned(tiny_teacher, other_encoder):
+    words = [["alice", "visited", "paris"], ["frank", "met", "carol", "in", "london"]]
+    teacher_side = encode_words(AutoTokenizer.from_pretrained(str(tiny_teacher)), words)
+    student_side = encode_words(AutoTokenizer.from_pretrained(str(other_encoder)), words)
+    assert [len(s) for s in teacher_side] == [len(s) for s in student_side] == [3, 5]
+    assert [len(p) for p in teacher_side[0].pieces] == [1, 1, 1] and [len(p) for p in student_side[0].pieces] == [2, 1, 2]
+    tokenizer = AutoTokenizer.from_pretrained(str(other_encoder))
+    for sentence, encoded in zip(words, student_side):
+        pieces = tokenizer.convert_ids_to_tokens(encoded.ids.tolist())
+        first = [pieces[i] for i in encoded.starts]
+        assert [w.startswith(f) for w, f in zip(sentence, first)] == [True] * len(sentence)
+
+
+@pytest.mark.parametrize("task", ["classification", "tagging"])
+def test_a_transformer_student_with_its_own_tokenizer_runs_end_to_end(task, tiny_teacher, other_encoder, sentiment_files, tagging_files, tmp_path):
+    files = sentiment_files if task == "classification" else tagging_files
+    overrides = {"teacher__epochs": 15, "teacher__lr": 3e-3, "teacher__patience": 15} if task == "tagging" else {}
+    config = tiny_run_config(
+        tiny_teacher, files, tmp_path / "run", task=task, student={"arch": "transformer", "encoder": str(other_encoder), "layers": 2},
+        **overrides,
+    )
+    config.distill.lr = 2e-3
+    run = Run(config)
+    metrics = run.run()
+    primary = metrics["primary_metric"]
+    assert metrics["run"]["student_arch"] == "transformer"
+    # the student read its own token ids, cached beside the teacher's, row for row and word for word
+    teacher_rows, student_rows = run.annotation.caches["transfer"].load(), run.inputs["transfer"].load()
+    assert len(teacher_rows) == len(student_rows) and any(not np.array_equal(a, b) for a, b in zip(teacher_rows.ids, student_rows.ids))
+    if task == "tagging":
+        assert [len(s) for s in teacher_rows.starts] == [len(s) for s in student_rows.starts]
+    assert metrics["student"][primary] >= 0.8 * metrics["teacher"][primary]
+    loaded = load_student(tmp_path / "run" / "student")
+    assert loaded.tokenizer.backend_tokenizer.to_str() == AutoTokenizer.from_pretrained(str(other_encoder)).backend_tokenizer.to_str()
+    if task == "classification":
+        import csv
+
+        with open(files["test"]) as handle:
+            rows = list(csv.DictReader(handle))
+        accuracy = np.mean([p == r["label"] for p, r in zip(loaded.predict([r["text"] for r in rows]), rows)])
+        assert accuracy == pytest.approx(metrics["student"]["accuracy"])
