@@ -73,6 +73,13 @@ def run(
     label_column: Annotated[Optional[str], typer.Option(help="label column name")] = None,
     out: Annotated[Optional[Path], typer.Option(help="run folder")] = None,
     seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    student: Annotated[
+        Optional[str], typer.Option(help="student family: bilstm (default) or transformer; another family than the config's takes its own schedule")
+    ] = None,
+    student_layers: Annotated[Optional[int], typer.Option(help="transformer student: how many encoder layers to keep")] = None,
+    student_encoder: Annotated[
+        Optional[str], typer.Option(help="transformer student: encoder to cut (minilm-l6, 'teacher', a folder or hub id)")
+    ] = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Run the whole pipeline from a config file, from flags alone, or both."""
@@ -95,6 +102,13 @@ def run(
         values["task"] = task
     elif train is not None and any(s.lower() in TAGGED_SUFFIXES for s in train.suffixes):
         values["task"] = "tagging"  # a CoNLL file holds tags, never text labels
+    if student is not None and student != values.get("student", {}).get("arch", "bilstm"):
+        values["student"] = {"arch": student}  # another family: its own settings and schedule, from their defaults
+        for key in ("stages", "lr", "batch_size"):
+            values.get("distill", {}).pop(key, None)
+    for key, value in (("layers", student_layers), ("encoder", student_encoder)):
+        if value is not None:
+            values.setdefault("student", {})[key] = value
     if out is not None:
         values["out"] = str(out)
     if seed is not None:

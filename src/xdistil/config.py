@@ -173,6 +173,30 @@ class RunConfig(_Strict):
 
     _student = field_validator("student", mode="before")(_student_settings)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _family_defaults(cls, values: Any) -> Any:
+        """`distill` settings a config leaves out take the student family's defaults (a pre-trained
+        transformer trains at a far smaller learning rate than a BiLSTM)."""
+        from xdistil.student.registry import DEFAULT_ARCH, family
+
+        if not isinstance(values, dict) or isinstance(values.get("distill"), DistillConfig):
+            return values
+        student = values.get("student")
+        if isinstance(student, StudentSettings):
+            arch = student.arch
+        elif isinstance(student, dict) or student is None:
+            arch = (student or {}).get("arch", DEFAULT_ARCH)
+        else:
+            return values  # not a mapping: the student field says so
+        try:
+            defaults = family(arch).settings_class.distill_defaults()
+        except ValueError:
+            return values  # an unknown arch: the student field says so
+        if defaults:
+            values = {**values, "distill": {**defaults, **(values.get("distill") or {})}}
+        return values
+
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         if self.task == "tagging" and self.transfer.augment.factor:

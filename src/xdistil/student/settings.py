@@ -20,3 +20,9 @@ class StudentSettings(BaseModel):
     def layer_groups(self) -> tuple[str, ...]:
         """Names of the student's parameter groups, top first (the order of gradual unfreezing)."""
         raise NotImplementedError
+
+    @classmethod
+    def distill_defaults(cls) -> dict:
+        """`distill` settings this family trains with when a config leaves them out (e.g. its schedule
+        and learning rate); empty: the general defaults."""
+        return {}

@@ -24,6 +24,13 @@ from xdistil.student.registry import register
 from xdistil.student.settings import StudentSettings
 
 
+# the default schedule of transformer students, as data (see the README for how it was chosen)
+TRANSFORMER_SCHEDULE = (
+    {"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 4},
+    {"name": "gold", "losses": {"gold": 1.0}, "data": "labeled", "epochs": 4, "lr": 3e-5},
+)
+
+
 class TransformerSettings(StudentSettings):
     """Which encoder, which of its layers, and the head's pooling."""
 
@@ -45,6 +52,11 @@ class TransformerSettings(StudentSettings):
     def layer_groups(self) -> tuple[str, ...]:
         count = self.layers if isinstance(self.layers, int) else len(self.layers)
         return ("output", *(f"layer_{i}" for i in reversed(range(count))), "embedding")
+
+    @classmethod
+    def distill_defaults(cls) -> dict:
+        """Pre-trained weights want small steps: soft logits on the transfer set, then the gold labels."""
+        return {"lr": 1e-4, "batch_size": 32, "stages": [dict(stage) for stage in TRANSFORMER_SCHEDULE]}
 
 
 def kept_layers(layers: int | list[int], available: int) -> list[int]:
