@@ -8,11 +8,15 @@ the BiLSTM on gold labels only; hard distillation only; soft logits only; the de
 the default schedule without the representation stage; the default schedule on an augmented
 transfer set. Also: accuracy against the transfer-set size, one smaller labeled set, CPU latency
 at batch 1/32/256 of every model timed in this one process, and the teacher's annotation
-throughput against a naive `transformers` pipeline on the same texts. Models are selected on
-dev; every figure is on test.
+throughput against a naive `transformers` pipeline on the same texts. Beside the BiLSTM rows:
+pre-trained transformer students (all-MiniLM-L6-v2 cut to N layers, pruned vocabulary), each
+distilled and each fine-tuned on the gold labels alone, and the peer a user would pick instead:
+SetFit with the same MiniLM body on the same 1,000 labels. The JSON's `frontier` lists the rows no
+other row beats on both accuracy and batch-32 latency. Models are selected on dev; every figure is on test.
 
     python benchmarks/classification.py            # full mode (all-mpnet-base-v2, 3 seeds)
-    python benchmarks/classification.py --quick    # MiniLM teacher, one seed, fewer rows (< 15 min)
+    python benchmarks/classification.py --quick    # MiniLM teacher, one seed, fewer rows
+    python benchmarks/classification.py --families transformer,peer   # only those rows; the JSON's others are kept
 
 Writes benchmarks/results/classification[_quick].json, .md and two plots.
 """
@@ -31,6 +35,8 @@ sys.path.insert(0, str(HERE.parent))
 
 RESULTS = HERE / "results"
 DEFAULT = "default schedule"
+FAMILIES = ("bilstm", "transformer", "peer")
+PEER = "SetFit peer (MiniLM-L6 body)"
 MODES = {
     "full": {
         "teacher": "mpnet", "teacher_epochs": 3, "teacher_lr": 3e-5, "seeds": [1, 2, 3],
@@ -38,12 +44,15 @@ MODES = {
         "transfer_sizes": [0, 1000, 2000, 5000], "small_labeled": 300, "augment_factor": 1, "stage_epochs": None,
         "augment_seeds": [3],  # its student trains on twice the texts; three seeds did not fit the session
         "latency_repeats": {1: 30, 32: 10, 256: 4}, "annotation_texts": 1000, "workers": 2,
+        # pre-trained transformer students cut from all-MiniLM-L6-v2 (layers kept: seeds)
+        "transformers": {6: [1, 2, 3], 3: [1]}, "peer": {"num_iterations": 2, "max_seq_length": 128},
     },
     "quick": {
         "teacher": "minilm-l6", "teacher_epochs": 3, "teacher_lr": 5e-5, "seeds": [1],
         "rows": ["gold only", "hard only", "soft only", DEFAULT],
         "transfer_sizes": [0, 2000], "small_labeled": None, "augment_factor": 0, "stage_epochs": 3,
         "latency_repeats": {1: 20, 32: 6, 256: 2}, "annotation_texts": 400, "workers": 2,
+        "transformers": {3: [1]}, "peer": {"num_iterations": 1, "max_seq_length": 64},
     },
 }
 
@@ -174,8 +183,12 @@ def annotation_speed(run, texts: list[str]) -> dict:
     }
 
 
-def latencies(run, students: dict[str, object], repeats: dict[int, int]) -> dict[str, dict[str, float]]:
-    """Median ms per batch of the teacher and each student on the same test batches, this process, CPU."""
+def latencies(run, students: dict[str, tuple], repeats: dict[int, int]) -> dict[str, dict[str, float]]:
+    """Median ms per batch of the teacher and each student on the same test texts, this process, CPU.
+
+    A student is (model, vocabulary, its own token ids of the test texts); a peer is
+    (forward, inputs(text indices), None): its own forward on its own inputs of the same texts.
+    """
     from xdistil.evaluation.latency import measure_latency
     from xdistil.student.inputs import batch_inputs
     from xdistil.teacher.inference import pad_teacher
@@ -184,13 +197,16 @@ def latencies(run, students: dict[str, object], repeats: dict[int, int]) -> dict
     teacher = run.teacher.model.to("cpu").eval()
     result: dict[str, dict[str, float]] = {"teacher": {}}
     for size, count in repeats.items():
-        batches = [[ids[(b * size + i) % len(ids)] for i in range(size)] for b in range(count)]
-        teacher_batches = [pad_teacher(b, run.tokenizer.pad_token_id) for b in batches]
+        rows = [[(b * size + i) % len(ids) for i in range(size)] for b in range(count)]
+        teacher_batches = [pad_teacher([ids[i] for i in b], run.tokenizer.pad_token_id) for b in rows]
         result["teacher"][f"batch_{size}"] = measure_latency(lambda b: teacher(**b), teacher_batches, size)["median_ms"]
-        for name, (model, vocab) in students.items():
-            student_batches = [batch_inputs([vocab.encode(x) for x in b], vocab.pad_id) for b in batches]
-            model = model.to("cpu").eval()
-            result.setdefault(name, {})[f"batch_{size}"] = measure_latency(model, student_batches, size)["median_ms"]
+        for name, (model, vocab, own_ids) in students.items():
+            if own_ids is None:
+                batches = [vocab(b) for b in rows]
+            else:
+                batches = [batch_inputs([vocab.encode(own_ids[i]) for i in b], vocab.pad_id) for b in rows]
+                model = model.to("cpu").eval()
+            result.setdefault(name, {})[f"batch_{size}"] = measure_latency(model, batches, size)["median_ms"]
     return result
 
 
@@ -200,21 +216,29 @@ def epoch_seconds(metrics: dict, part: str) -> float:
     return sum(e["seconds"] for stage in metrics["stages"].get(part, []) for e in stage["epochs"])
 
 
-def summarise(name: str, runs: list[dict], params: int, params_no_emb: int, teacher: dict, latency: dict) -> dict:
-    accuracy = [m["student"]["accuracy"] for m in runs]
+def summarise(
+    name: str, runs: list[dict], params: int, params_no_emb: int, teacher: dict, latency: dict, family: str = "bilstm",
+    distilled: bool | None = None, part: str = "student",
+) -> dict:
+    """A table row over the seeds' metrics; `part` is the metrics' student or its no-distillation twin."""
+    figures = [m[part] for m in runs]
+    accuracy = [f["accuracy"] for f in figures]
+    stages = "student" if part == "student" else "baseline"
     row = {
         "name": name,
+        "family": family,
+        "distilled": name != "gold only" if distilled is None else distilled,
         "seeds": len(runs),
         "accuracy_mean": statistics.mean(accuracy),
         "accuracy_std": statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
         "accuracy_per_seed": accuracy,
-        "macro_f1_mean": statistics.mean(m["student"]["macro_f1"] for m in runs),
-        "loyalty_mean": statistics.mean(m["student"]["loyalty"] for m in runs),
+        "macro_f1_mean": statistics.mean(f["macro_f1"] for f in figures),
+        "loyalty_mean": statistics.mean(f["loyalty"] for f in figures),
         "params": params,
         "params_without_embeddings": params_no_emb,
         "compression": teacher["params"] / params,
         "latency_ms": latency,
-        "training_seconds_mean": statistics.mean(epoch_seconds(m, "student") for m in runs),
+        "training_seconds_mean": statistics.mean(epoch_seconds(m, stages) for m in runs),
     }
     for size, ms in latency.items():
         row[f"speedup_{size}"] = teacher["latency_ms"][size] / ms
@@ -231,8 +255,15 @@ def plots(result: dict, folder: Path, suffix: str) -> list[str]:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     teacher = result["teacher"]
     ax.scatter([teacher["latency_ms"]["batch_32"]], [100 * teacher["accuracy"]], marker="*", s=160, label="teacher")
+    markers = {"bilstm": "o", "transformer": "s", "peer": "D"}
     for row in result["rows"]:
-        ax.errorbar([row["latency_ms"]["batch_32"]], [100 * row["accuracy_mean"]], yerr=[100 * row["accuracy_std"]], fmt="o", label=row["name"])
+        ax.errorbar([row["latency_ms"]["batch_32"]], [100 * row["accuracy_mean"]], yerr=[100 * row["accuracy_std"]],
+                    fmt=markers.get(row.get("family", "bilstm"), "o"), label=row["name"])
+    points = {"teacher": (teacher["latency_ms"]["batch_32"], teacher["accuracy"])}
+    points.update({r["name"]: (r["latency_ms"]["batch_32"], r["accuracy_mean"]) for r in result["rows"]})
+    edge = sorted(points[n] for n in result.get("frontier", []))
+    if edge:
+        ax.step([x for x, _ in edge], [100 * y for _, y in edge], where="post", color="grey", linestyle=":", label="frontier")
     ax.set_xscale("log")
     names.append(_save(fig, ax, folder / f"classification{suffix}_accuracy_latency.png",
                        "CPU latency at batch 32 (median ms, log scale)", "accuracy against batch-32 latency"))
@@ -277,22 +308,26 @@ def markdown(result: dict, images: list[str]) -> str:
         f"({result['data']['test']:,} snippets), models selected on dev; {result['threads']} CPU threads; mean ± std over "
         f"{len(result['seeds'])} seed(s).",
         "",
-        "| model | accuracy (%) | macro-F1 (%) | loyalty (%) | parameters | without embeddings | compression | "
+        "| model | family | accuracy (%) | macro-F1 (%) | loyalty (%) | parameters | without embeddings | compression | "
         "batch 1 (ms) | batch 32 (ms) | batch 256 (ms) | speed-up at 32 | training (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| teacher | {100 * teacher['accuracy']:.1f} | {100 * teacher['macro_f1']:.1f} | - | {teacher['params']:,} | "
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| teacher | - | {100 * teacher['accuracy']:.1f} | {100 * teacher['macro_f1']:.1f} | - | {teacher['params']:,} | "
         f"{teacher['params_without_embeddings']:,} | 1.0x | "
         + " | ".join(f"{teacher['latency_ms'][f'batch_{b}']:.1f}" for b in (1, 32, 256))
         + f" | 1.0x | {teacher['training_seconds']:.0f} |",
     ]
     for row in result["rows"]:
         lines.append(
-            f"| {row['name']} | {spread(row)} | {100 * row['macro_f1_mean']:.1f} | "
+            f"| {row['name']} | {row.get('family', 'bilstm')}{'' if row['distilled'] else ' (not distilled)'} | {spread(row)} | "
+            f"{100 * row['macro_f1_mean']:.1f} | "
             f"{100 * row['loyalty_mean']:.1f} | {row['params']:,} | {row['params_without_embeddings']:,} | {row['compression']:.1f}x | "
             + " | ".join(f"{row['latency_ms'][f'batch_{b}']:.2f}" for b in (1, 32, 256))
             + f" | {row['speedup_batch_32']:.1f}x | {row['training_seconds_mean']:.0f} |"
         )
     speed = result["annotation"]
+    lines += ["", f"Frontier (no other model is both more accurate and faster at batch 32): {', '.join(result['frontier'])}."]
+    if result.get("kept_note"):
+        lines += ["", f"Note: {result['kept_note']}."]
     lines += [
         "",
         f"Teacher annotation: {speed['xdistil_texts_per_s']:.1f} texts/s in xdistil against {speed['pipeline_texts_per_s']:.1f} "
@@ -332,6 +367,26 @@ def goals(result: dict) -> list[dict]:
     speed = result["annotation"]["annotation_speedup_vs_pipeline"]
     out.append({"goal": "annotation >= 1.5x faster than the transformers pipeline", "measured": f"{speed:.2f}x",
                 "met": speed >= 1.5, "by": speed - 1.5})
+    if result["mode"] == "full":
+        diff = 100 * (default["accuracy_mean"] - 0.785)
+        out.append({"goal": "BiLSTM default schedule not below 78.5% (before transformer students)",
+                    "measured": f"{100 * default['accuracy_mean']:.1f}%", "met": diff >= -1e-9, "by": diff})
+    distilled = [r for r in result["rows"] if r.get("family") == "transformer" and r["distilled"]]
+    if distilled:
+        best = max(distilled, key=lambda r: r["accuracy_mean"])
+        gap = 100 * (best["accuracy_mean"] - teacher["accuracy"])
+        seeds = f"mean of {best['seeds']} seed(s)"
+        out.append({"goal": "best distilled transformer student within 2.0 points of the teacher (mean of 3 seeds)",
+                    "measured": f"{best['name']}: {gap:+.1f} points ({seeds})", "met": gap >= -2.0 and best["seeds"] >= 3, "by": gap + 2.0})
+        out.append({"goal": "that student >= 5x fewer parameters", "measured": f"{best['compression']:.1f}x",
+                    "met": best["compression"] >= 5, "by": best["compression"] - 5})
+        out.append({"goal": "that student >= 5x faster at batch 32 (CPU, same process)", "measured": f"{best['speedup_batch_32']:.1f}x",
+                    "met": best["speedup_batch_32"] >= 5, "by": best["speedup_batch_32"] - 5})
+        twin = rows.get(best["name"].replace("distilled", "gold only"))
+        if twin:
+            diff = 100 * (best["accuracy_mean"] - twin["accuracy_mean"])
+            out.append({"goal": "that student >= 2 points above the same student fine-tuned on gold alone",
+                        "measured": f"{diff:+.1f} points", "met": diff >= 2.0, "by": diff - 2.0})
     return out
 
 
@@ -382,11 +437,97 @@ def small_labeled_values(mode: dict, values: dict, work: Path) -> dict | None:
     return small_values
 
 
+def transformer_plan(mode: dict, values: dict, work: Path) -> list[tuple[int, int, dict, Path]]:
+    """(layers kept, seed, run values, own folder) of every transformer-student run: all-MiniLM-L6-v2 cut
+    to that many layers, the family's default schedule; each run also trains its gold-only twin."""
+    from xdistil.student.transformer import TRANSFORMER_SCHEDULE
+
+    plan = []
+    for layers, seeds in mode["transformers"].items():
+        stages = [dict(stage) for stage in TRANSFORMER_SCHEDULE]
+        for stage in stages:
+            stage["epochs"] = min(stage["epochs"], mode["stage_epochs"] or stage["epochs"])
+        for seed in seeds:
+            run_values = json.loads(json.dumps(values))
+            run_values["student"] = {"arch": "transformer", "encoder": "minilm-l6", "layers": layers}
+            distill = {k: v for k, v in run_values["distill"].items() if k not in ("stages", "lr", "batch_size")}  # the family's own
+            run_values["distill"] = {**distill, "stages": stages, "seed": seed}
+            run_values["evaluation"].update(baseline=True, baseline_epochs=10)
+            plan.append((layers, seed, run_values, work / "transformers" / f"{layers}L-seed{seed}"))
+    return plan
+
+
+def setfit_peer(run, mode: dict, work: Path, seed: int) -> tuple[dict, tuple]:
+    """SetFit with the all-MiniLM-L6-v2 body on the same 1,000 labels (contrastive pairs, then a
+    logistic-regression head): its test figures, and (forward, inputs) to time it on the same texts.
+    The trained model and its figures are cached in `work/setfit`."""
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    from xdistil.evaluation.metrics import classification_metrics
+    from xdistil.teacher.models import resolve_teacher
+
+    folder, corpus = work / "setfit", run.data.corpus
+    saved = folder / "figures.json"
+    if saved.is_file():
+        figures = json.loads(saved.read_text())
+        model = SetFitModel.from_pretrained(str(folder / "model"))
+    else:
+        model = SetFitModel.from_pretrained(resolve_teacher("minilm-l6"))
+        model.model_body.max_seq_length = mode["peer"]["max_seq_length"]
+        args = TrainingArguments(
+            output_dir=str(folder / "checkpoints"), batch_size=16, num_epochs=1, num_iterations=mode["peer"]["num_iterations"],
+            seed=seed, report_to="none", save_strategy="no",
+        )
+        started = time.perf_counter()
+        Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": corpus.train.texts, "label": corpus.train.labels})).train()
+        seconds = time.perf_counter() - started
+        predicted = np.asarray(model.predict(corpus.test.texts))
+        teacher = run.annotation.caches["test"].load().logits.argmax(1)
+        body = sum(p.numel() for p in model.model_body.parameters())
+        head = int(model.model_head.coef_.size + model.model_head.intercept_.size)
+        embeddings = sum(p.numel() for p in model.model_body[0].auto_model.get_input_embeddings().parameters())
+        figures = {
+            **classification_metrics(predicted, np.asarray(corpus.test.labels)), "loyalty": float((predicted == teacher).mean()),
+            "params": body + head, "params_without_embeddings": body + head - embeddings, "training_seconds": seconds,
+            "settings": {"num_epochs": 1, **mode["peer"], "batch_size": 16, "seed": seed},
+        }
+        model.save_pretrained(str(folder / "model"))
+        saved.write_text(json.dumps(figures, indent=2))
+    texts = corpus.test.texts
+
+    def inputs(rows: list[int]) -> dict:
+        return model.model_body.tokenize([texts[i % len(texts)] for i in rows])
+
+    def forward(features: dict) -> np.ndarray:
+        with torch.inference_mode():
+            return model.model_head.predict(model.model_body(features)["sentence_embedding"].numpy())
+
+    return figures, (forward, inputs, None)
+
+
+def frontier(result: dict) -> list[str]:
+    """Names of the models (teacher and rows) that no other model beats on both accuracy and batch-32 latency."""
+    points = [("teacher", result["teacher"]["accuracy"], result["teacher"]["latency_ms"]["batch_32"])]
+    points += [(r["name"], r["accuracy_mean"], r["latency_ms"]["batch_32"]) for r in result["rows"]]
+    return [
+        name for name, acc, ms in points
+        if not any(a >= acc and m <= ms and (a > acc or m < ms) for other, a, m in points if other != name)
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="MiniLM teacher, one seed, fewer rows (under 15 minutes)")
+    parser.add_argument("--quick", action="store_true", help="MiniLM teacher, one seed, fewer rows")
     parser.add_argument("--workers", type=int, default=None, help="worker processes for the student rows (default: the mode's)")
+    parser.add_argument("--families", default=",".join(FAMILIES),
+                        help="rows to run: bilstm, transformer, peer (comma-separated); rows of the others are kept from the last JSON")
     args = parser.parse_args()
+    families = [f for f in args.families.split(",") if f]
+    if not set(families) <= set(FAMILIES):
+        parser.error(f"--families takes {', '.join(FAMILIES)}")
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -401,6 +542,7 @@ def main() -> None:
 
     name = "quick" if args.quick else "full"
     mode = {**MODES[name], **({"workers": args.workers} if args.workers else {})}
+    suffix = "" if name == "full" else "_quick"
     started = time.perf_counter()
     teacher_name = "all-MiniLM-L6-v2 (built-in minilm-l6)" if mode["teacher"] == "minilm-l6" else "all-mpnet-base-v2"
     teacher_model = "minilm-l6" if mode["teacher"] == "minilm-l6" else str(all_mpnet_base_v2())
@@ -411,10 +553,12 @@ def main() -> None:
     base_run = Run(build_config(values, "base"))
     base_run.run(until="annotate")
 
+    bilstm = "bilstm" in families
     augmented = work / "augmented"
-    plan = row_plan(mode, values, base, augmented, work)
-    curve_plan = curve_jobs(mode, values, base, work)
-    small_values = small_labeled_values(mode, values, work)
+    plan = row_plan(mode, values, base, augmented, work) if bilstm else []
+    curve_plan = curve_jobs(mode, values, base, work) if bilstm else []
+    small_values = small_labeled_values(mode, values, work) if bilstm else None
+    transformers = transformer_plan(mode, values, work) if "transformer" in families else []
     jobs: list[tuple] = []
     augment_job = None
     if any(folder_base == augmented for _, _, _, folder_base, _ in plan):
@@ -423,6 +567,7 @@ def main() -> None:
         jobs.append(augment_job)
     if small_values:
         jobs.append(("run", small_values, "", small_values["out"]))
+    jobs += [("row", v, str(base), str(o)) for _, _, v, o in transformers]
     jobs += [("row", v, str(b), str(o)) for _, _, v, b, o in plan if b == base] + [("row", v, str(base), str(o)) for v, o in curve_plan]
     run_jobs(jobs, [("row", v, str(b), str(o)) for _, _, v, b, o in plan if b == augmented], mode["workers"])
 
@@ -436,15 +581,29 @@ def main() -> None:
         row_metrics.setdefault(row, []).append(metrics)
         log(f"{row} seed {seed}: accuracy {100 * metrics['student']['accuracy']:.1f}%")
         model, _ = run.student
-        students[row] = (model, run.vocab)
+        students[row] = (model, run.vocab, run.inputs["test"].load().ids)
         sizes[row] = (count_parameters(model), count_parameters(model) - sum(p.numel() for p in model.embedding_parameters()))
+    transformer_metrics: dict[int, list[dict]] = {}
+    for layers, seed, row_values, out in transformers:
+        metrics, run = run_row(row_values, base, out)
+        transformer_metrics.setdefault(layers, []).append(metrics)
+        log(f"transformer {layers}L seed {seed}: accuracy {100 * metrics['student']['accuracy']:.1f}% "
+            f"(gold only {100 * metrics['baseline_no_distillation']['accuracy']:.1f}%)")
+        test_ids = run.inputs["test"].load().ids
+        for twin, model in ((f"transformer {layers}L distilled", run.student.model), (f"transformer {layers}L gold only", run.baseline.model)):
+            students[twin] = (model, run.vocab, test_ids)
+            sizes[twin] = (count_parameters(model), count_parameters(model) - sum(p.numel() for p in model.embedding_parameters()))
+    peer = setfit_peer(base_run, mode, work, mode["seeds"][0]) if "peer" in families else None
+    if peer:
+        students[PEER] = peer[1]
 
     curve = []
     for (curve_values, out), size in zip(curve_plan, mode["transfer_sizes"]):
         metrics, _ = run_row(curve_values, base, out)
         curve.append({"transfer_texts": size, "accuracy": metrics["student"]["accuracy"]})
-    total_transfer = base_run.transfer.count_and_fingerprint[0] - len(base_run.data.corpus.train)
-    curve.append({"transfer_texts": total_transfer, "accuracy": row_metrics[DEFAULT][0]["student"]["accuracy"]})
+    if bilstm:
+        total_transfer = base_run.transfer.count_and_fingerprint[0] - len(base_run.data.corpus.train)
+        curve.append({"transfer_texts": total_transfer, "accuracy": row_metrics[DEFAULT][0]["student"]["accuracy"]})
 
     small = None
     if small_values:
@@ -453,9 +612,10 @@ def main() -> None:
                  "student_accuracy": metrics["student"]["accuracy"], "gold_only_accuracy": metrics["baseline_no_distillation"]["accuracy"]}
 
     texts = list(base_run.data.corpus.transfer)[: mode["annotation_texts"]]
-    annotation = annotation_speed(base_run, texts)
+    annotation = annotation_speed(base_run, texts) if bilstm else None
     latency = latencies(base_run, students, mode["latency_repeats"])
-    first = row_metrics[mode["rows"][0]][0]
+    first = next(iter(row_metrics.values()), None) or next(iter(transformer_metrics.values()))
+    first = first[0]
     teacher = {
         "name": teacher_name,
         "accuracy": first["teacher"]["accuracy"],
@@ -465,6 +625,29 @@ def main() -> None:
         "latency_ms": latency["teacher"],
         "training_seconds": epoch_seconds(first, "teacher"),
     }
+    rows = [summarise(r, row_metrics[r], *sizes[r], teacher, latency[r]) for r in mode["rows"] if r in row_metrics]
+    for layers, runs in transformer_metrics.items():
+        for twin, part in (("distilled", "student"), ("gold only", "baseline_no_distillation")):
+            row = f"transformer {layers}L {twin}"
+            rows.append(summarise(row, runs, *sizes[row], teacher, latency[row], "transformer", part == "student", part))
+    if peer:
+        figures = peer[0]
+        rows.append({
+            "name": PEER, "family": "peer", "distilled": False, "seeds": 1, "accuracy_mean": figures["accuracy"], "accuracy_std": 0.0,
+            "accuracy_per_seed": [figures["accuracy"]], "macro_f1_mean": figures["macro_f1"], "loyalty_mean": figures["loyalty"],
+            "params": figures["params"], "params_without_embeddings": figures["params_without_embeddings"],
+            "compression": teacher["params"] / figures["params"], "latency_ms": latency[PEER],
+            "training_seconds_mean": figures["training_seconds"], "settings": figures["settings"],
+            **{f"speedup_{k}": teacher["latency_ms"][k] / v for k, v in latency[PEER].items()},
+        })
+    for row in rows:
+        row["measured_in"] = "this run"
+    previous = RESULTS / f"classification{suffix}.json"
+    kept = json.loads(previous.read_text())["rows"] if set(families) != set(FAMILIES) and previous.is_file() else []
+    # rows written before families existed are BiLSTM rows; every kept row says it came from an earlier run
+    kept = [{"family": "bilstm", "distilled": r["name"] != "gold only", **r, "measured_in": "an earlier run (kept)"} for r in kept]
+    kept = [r for r in kept if r["family"] not in families]
+    old = json.loads(previous.read_text()) if kept else {}
     result = {
         "mode": name,
         "command": "python benchmarks/classification.py" + (" --quick" if args.quick else ""),
@@ -474,28 +657,34 @@ def main() -> None:
         "seeds": mode["seeds"],
         "threads": torch.get_num_threads(),
         "training_note": (f"after the base step, every other run (student rows, curve, augmented annotation, smaller labeled "
-                          f"set) ran in {MODES[name]['workers']} worker processes of one thread each, side by side: training seconds are "
+                          f"set) ran in {mode['workers']} worker processes of one thread each, side by side: training seconds are "
                           f"for one thread sharing the CPU; latency is timed afterwards in this process with "
                           f"{torch.get_num_threads()} threads and nothing else running")
-        if MODES[name]["workers"] > 1 else "everything ran in this one process",
-        "rows": [summarise(r, row_metrics[r], *sizes[r], teacher, latency[r]) for r in mode["rows"]],
-        "transfer_size_curve": curve,
-        "small_labeled": small,
-        "annotation": annotation,
-        "annotation_speedup_vs_pipeline": annotation["annotation_speedup_vs_pipeline"],
+        if mode["workers"] > 1 else "everything ran in this one process",
+        "families_run": families,
+        "rows": kept + rows,
+        "transfer_size_curve": curve or old.get("transfer_size_curve", []),
+        "small_labeled": small or old.get("small_labeled"),
+        "annotation": annotation or old.get("annotation"),
         "gpu": {"available": torch.cuda.is_available(),
                 "note": "no GPU on this machine; GPU figures need a run where one is lent" if not torch.cuda.is_available() else ""},
     }
+    if kept:
+        result["kept_note"] = (f"rows of {', '.join(sorted({r['family'] for r in kept}))} are kept from an earlier run of this script "
+                               f"(their latency and speed-ups were timed in that run's process, against the teacher timed there: "
+                               f"{old['teacher']['latency_ms']['batch_32']:.1f} ms at batch 32, here {teacher['latency_ms']['batch_32']:.1f} ms)")
+        result["teacher_latency_earlier_run_ms"] = old["teacher"]["latency_ms"]
+    result["annotation_speedup_vs_pipeline"] = (result["annotation"] or {}).get("annotation_speedup_vs_pipeline")
+    result["frontier"] = frontier(result)
     result["goals"] = goals(result)
     result["seconds_total"] = round(time.perf_counter() - started, 1)
-    suffix = "" if name == "full" else "_quick"
     RESULTS.mkdir(parents=True, exist_ok=True)
     images = plots(result, RESULTS, suffix)
-    (RESULTS / f"classification{suffix}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    previous.write_text(json.dumps(result, indent=2), encoding="utf-8")
     table = markdown(result, images)
     (RESULTS / f"classification{suffix}.md").write_text(table, encoding="utf-8")
     print(table)
-    print(f"total {result['seconds_total']:.0f} s; wrote {RESULTS / f'classification{suffix}.json'}")
+    print(f"total {result['seconds_total']:.0f} s; wrote {previous}")
 
 
 if __name__ == "__main__":
