@@ -51,6 +51,23 @@ def test_run_from_flags_then_predict(tiny_teacher, sentiment_files, tmp_path):
     assert len(predicted.stdout.split()) == 2
 
 
+def test_run_with_a_transformer_student_from_flags(tiny_teacher, other_encoder, sentiment_files, tmp_path):
+    out = tmp_path / "tf_run"
+    values = config_to_dict(tiny_run_config(tiny_teacher, sentiment_files, out))
+    values["distill"]["stages"] = [{"name": "soft", "losses": {"soft": 1.0}, "epochs": 1}]  # a BiLSTM schedule: the flag replaces it
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(values))
+    result = xdistil("run", str(tmp_path / "small.yaml"), "--student", "transformer", "--student-layers", "2",
+                     "--student-encoder", str(other_encoder), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["student"]["arch"] == "transformer" and saved["student"]["layers"] == 2
+    assert saved["student"]["encoder"] == str(other_encoder) and "emb_dim" not in saved["student"]
+    assert [s["name"] for s in saved["distill"]["stages"]] == ["soft", "gold"] and saved["distill"]["lr"] == 1e-4
+    predicted = xdistil("predict", str(out / "student"), "great superb film", "dull boring film")
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(predicted.stdout.split()) == 2 and set(predicted.stdout.split()) <= {"pos", "neg"}
+
+
 def test_config_command_prints_a_loadable_config(tmp_path):
     result = xdistil("config")
     assert result.returncode == 0

@@ -94,5 +94,43 @@ def test_a_registered_loss_is_a_stage_loss_by_its_name():
         assert isinstance(build_loss("soft", LossContext(4, 4, config.distill)), SoftLoss)
     finally:
         del LOSSES["margin_test"]
-    with pytest.raises(XDistilError, match="unknown loss 'margin_test'; expected one of hard, soft, representation, gold"):
+    with pytest.raises(XDistilError, match="unknown loss 'margin_test'; expected one of hard, soft, representation, layers, gold"):
         build_config({"distill": {"stages": [{"name": "m", "losses": {"margin_test": 1.0}}]}})
+
+
+def _states(batch: int, length: int, width: int, layers: int, seed: int) -> tuple:
+    generator = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(batch, length, width, generator=generator) for _ in range(layers + 1))
+
+
+def test_layer_matching_is_zero_for_the_same_states_and_ignores_padding():
+    from xdistil.distill.losses import LayerMatchLoss, uniform_layer_map
+
+    assert uniform_layer_map(3, 12) == {1: 4, 2: 8, 3: 12} and uniform_layer_map(2, 2) == {1: 1, 2: 2}
+    student = _states(2, 5, 4, 2, seed=0)
+    lengths = torch.tensor([5, 3])
+    mask = (torch.arange(5)[None, :] < lengths[:, None]).long()
+    teacher = tuple(s.clone() for s in student)
+    for t in teacher:
+        t[1, 3:] = 1e6  # the teacher's padding holds nonsense that must not matter
+    loss = LayerMatchLoss({1: 1, 2: 2}, 4, 4)
+    out = StudentOutput(torch.zeros(2, 2), torch.zeros(2, 4), student)
+    batch = {"lengths": lengths, "teacher_hidden_states": teacher, "teacher_attention_mask": mask}
+    assert float(loss(out, batch)) < 1e-10
+    assert float(LayerMatchLoss({1: 2, 2: 1}, 4, 4)(out, batch)) > 0.1  # crossed layers differ
+
+
+def test_layer_matching_projects_a_narrower_student_and_trains_the_projection():
+    from xdistil.distill.losses import LayerMatchLoss
+
+    student = tuple(s.requires_grad_() for s in _states(3, 6, 4, 2, seed=1))
+    teacher = _states(3, 9, 8, 4, seed=2)  # another tokenizer: another length, width and depth
+    loss = LayerMatchLoss({2: 4}, 4, 8)
+    assert isinstance(loss.projections["2"], torch.nn.Linear)
+    value = loss(
+        StudentOutput(torch.zeros(3, 2), torch.zeros(3, 4), student),
+        {"lengths": torch.tensor([6, 2, 4]), "teacher_hidden_states": teacher, "teacher_attention_mask": torch.ones(3, 9, dtype=torch.long)},
+    )
+    value.backward()
+    assert float(value) > 0 and loss.projections["2"].weight.grad is not None and student[2].grad is not None
+    assert student[1].grad is None or float(student[1].grad.abs().sum()) == 0.0  # unmapped layers get no signal

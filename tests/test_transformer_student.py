@@ -9,6 +9,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from conftest import tiny_run_config
 from xdistil import load_student
+from xdistil.config import build_config
 from xdistil.errors import XDistilError
 from xdistil.pipeline import Run
 from xdistil.student.base import StudentContext
@@ -109,3 +110,69 @@ def test_a_transformer_student_with_its_own_tokenizer_runs_end_to_end(task, tiny
             rows = list(csv.DictReader(handle))
         accuracy = np.mean([p == r["label"] for p, r in zip(loaded.predict([r["text"] for r in rows]), rows)])
         assert accuracy == pytest.approx(metrics["student"]["accuracy"])
+
+
+def test_a_killed_transformer_stage_resumes_to_the_uninterrupted_weights(tiny_teacher, other_encoder, sentiment_files, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+    from safetensors.torch import load_file
+
+    from test_kill_resume import _kill_when, _start
+
+    def config(out):
+        values = tiny_run_config(
+            tiny_teacher, sentiment_files, out, student={"arch": "transformer", "encoder": str(other_encoder), "layers": 2},
+            evaluation={"baseline": False, "latency_batch_sizes": []},
+        ).model_dump(mode="json")
+        values["distill"]["stages"] = [
+            {"name": "soft", "losses": {"soft": 1.0}, "train": ["output"], "unfreeze": "gradual", "epochs": 1},
+            {"name": "gold", "losses": {"gold": 1.0}, "data": "labeled", "epochs": 2},
+        ]  # 4 + 1 stages
+        return values
+
+    whole_metrics = Run(build_config(config(tmp_path / "whole"), "test")).run()
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config(tmp_path / "run")))
+    done = subprocess.run([sys.executable, "-m", "xdistil", "annotate", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    stages = tmp_path / "run" / "checkpoints" / "student"
+    _kill_when(_start("distill", path), lambda: len(list(stages.glob("stage-*.json"))) >= 2)
+    before = {p.name: p.stat().st_mtime_ns for p in stages.glob("stage-*.json")}
+    assert 2 <= len(before) < 5
+    resumed = subprocess.run([sys.executable, "-m", "xdistil", "run", str(path)], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert all((stages / name).stat().st_mtime_ns == stamp for name, stamp in before.items()), "a finished stage was redone"
+    assert resumed.stderr.count("already finished, loaded from checkpoint") >= len(before)
+    a = load_file(str(tmp_path / "run" / "student" / "model.safetensors"))
+    b = load_file(str(tmp_path / "whole" / "student" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["student"]["accuracy"] == whole_metrics["student"]["accuracy"]
+
+
+def test_intermediate_layers_are_matched_online_across_tokenizers(tiny_teacher, other_encoder, sentiment_files, tmp_path):
+    config = tiny_run_config(
+        tiny_teacher, sentiment_files, tmp_path / "run", student={"arch": "transformer", "encoder": str(other_encoder), "layers": 2},
+        evaluation={"baseline": False, "latency_batch_sizes": []},
+    )
+    config.distill.stages = [
+        config.distill.stages[0].model_copy(update={"name": "layers", "losses": {"layers": 1.0}, "epochs": 3, "monitor": "dev_loss"}),
+        config.distill.stages[2],
+    ]
+    config.distill.lr = 1e-3
+    config.distill.layer_map = {1: 1, 2: 2}
+    run = Run(config)
+    metrics = run.run()
+    layers = metrics["stages"]["student"][0]
+    assert layers["name"] == "layers" and len(layers["epochs"]) == 3
+    assert layers["epochs"][-1]["train_loss"] < layers["epochs"][0]["train_loss"]  # the student moves towards the teacher's layers
+    from xdistil.distill.losses import LossContext, build_loss
+
+    config.distill.layer_map = {3: 1}
+    with pytest.raises(XDistilError, match=r"distill.layer_map: 3 -> 1 is out of range \(student layers 0-2, teacher layers 0-2\)"):
+        build_loss("layers", LossContext(24, 32, config.distill, student_layers=2, teacher_layers=2))
+    with pytest.raises(XDistilError, match="needs a student and a teacher with hidden layers"):
+        build_loss("layers", LossContext(24, 32, config.distill, student_layers=None, teacher_layers=2))

@@ -138,6 +138,9 @@ class DistillConfig(_Strict):
     temperature: float = Field(1.0, gt=0)
     soft_loss: Literal["mse", "kl"] = "mse"
     representation_loss: Literal["mse", "cosine"] = "mse"
+    layer_map: dict[int, int] = Field(
+        default_factory=dict, description="'layers' loss: student hidden-state index -> teacher's (0 = embeddings); empty: same relative depth"
+    )
     grad_clip: float = Field(5.0, gt=0)
     monitor: Literal["dev_loss", "dev_score"] = Field("dev_score", description="dev_score: accuracy, or entity F1 for tagging")
     seed: int | None = Field(None, description="seed of the student's initialisation and batch order; default the run's seed")
@@ -201,6 +204,8 @@ class RunConfig(_Strict):
     def _check(self) -> RunConfig:
         if self.task == "tagging" and self.transfer.augment.factor:
             raise ValueError("transfer.augment is for classification; set transfer.augment.factor: 0 for tagging")
+        if self.task == "tagging" and any("layers" in stage.losses for stage in self.distill.stages):
+            raise ValueError("the 'layers' loss matches pooled text vectors: it is for classification")
         groups = self.student.layer_groups()
         for number, stage in enumerate(self.distill.stages):
             for group in stage.train if isinstance(stage.train, list) else ():

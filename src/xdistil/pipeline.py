@@ -20,6 +20,7 @@ from accelerate.utils import set_seed
 from xdistil.config import RunConfig
 from xdistil.data.corpus import Corpus
 from xdistil.distill.data import TransferBatches, cached_data, warn_if_constant
+from xdistil.distill.losses import needs_teacher
 from xdistil.distill.runner import StageCheckpoints, StageData, Trained, TrainSetup, run_stages
 from xdistil.distill.stages import Stage, expand_stages, gold_only
 from xdistil.errors import XDistilError
@@ -167,12 +168,13 @@ class Run:
         caches, vocab, corpus = self.inputs, self.vocab, self.data.corpus
         labels = corpus.train.labels
         warn_if_constant(caches["transfer"])
-        limit = self.config.distill.transfer_limit  # the labeled rows plus only the first `limit` unlabeled ones
+        limit, distill = self.config.distill.transfer_limit, self.config.distill  # the labeled rows plus the first `limit` others
         rows = None if limit is None else len(labels) + limit
-        transfer = TransferBatches(caches["transfer"], vocab, labels, self.config.distill.batch_size, self.student_seed, rows)
+        pad = self.tokenizer.pad_token_id if needs_teacher({n for s in distill.stages for n in s.losses}) else None  # teacher inputs too
+        transfer = TransferBatches(caches["transfer"], vocab, labels, distill.batch_size, self.student_seed, rows, teacher_pad=pad)
         return StageData(
-            train={"transfer": transfer, "labeled": cached_data(caches["transfer"], vocab, labels, stop=len(labels))},
-            dev=cached_data(caches["dev"], vocab, corpus.dev.labels),
+            train={"transfer": transfer, "labeled": cached_data(caches["transfer"], vocab, labels, len(labels), pad)},
+            dev=cached_data(caches["dev"], vocab, corpus.dev.labels, teacher_pad=pad),
             dev_score=lambda predicted: self.task.score(predicted, corpus.dev, corpus.label_names),
             score_name=self.task.score_name,
         )
@@ -191,7 +193,7 @@ class Run:
             name, self.inputs["transfer"].manifest["fingerprint"], len(self.vocab), config.student.model_dump(mode="json"),
             config.distill.model_dump(mode="json"), [s.__dict__ for s in stages], self.student_seed,
         )
-        setup = TrainSetup(config.distill, self.accelerator, self.student_seed, self.teacher.model.config.hidden_size)
+        setup = TrainSetup(config.distill, self.accelerator, self.student_seed, self.teacher.model.config.hidden_size, self.teacher.model)
         return Trained(model, run_stages(model, stages, data, setup, StageCheckpoints(self.out / "checkpoints" / name, fp)))
 
     @cached_property

@@ -37,6 +37,8 @@ class DistillData:
     labels: np.ndarray
     pad_id: int
     starts: list[np.ndarray] | None = None
+    teacher_ids: list[np.ndarray] | None = None  # given: batches also carry the teacher's inputs (online targets)
+    teacher_pad_id: int = 0
 
     def __post_init__(self) -> None:
         if self.starts is not None:
@@ -48,6 +50,10 @@ class DistillData:
     def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
         input_ids, lengths = pad_batch([self.ids[i] for i in indices], self.pad_id)
         batch = {"input_ids": input_ids, "lengths": lengths}
+        if self.teacher_ids is not None:
+            teacher_ids, teacher_lengths = pad_batch([self.teacher_ids[i] for i in indices], self.teacher_pad_id)
+            batch["teacher_input_ids"] = teacher_ids
+            batch["teacher_attention_mask"] = (torch.arange(teacher_ids.size(1))[None, :] < teacher_lengths[:, None]).long()
         if self.starts is None:
             rows: np.ndarray | list[int] = indices
         else:
@@ -96,15 +102,20 @@ def rows_gold(labels: Sequence, rows: CacheRows, first_row: int) -> np.ndarray:
     return gold_for_rows(labels, range(first_row, first_row + len(rows)), counts)
 
 
-def distill_data(rows: CacheRows, vocab: PrunedVocab, gold: np.ndarray) -> DistillData:
-    """Cache rows as student inputs (pruned vocabulary) with their gold labels."""
-    return DistillData([vocab.encode(x) for x in rows.ids], rows.logits, rows.reps, gold, vocab.pad_id, rows.starts)
+def distill_data(rows: CacheRows, vocab: PrunedVocab, gold: np.ndarray, teacher_pad: int | None = None) -> DistillData:
+    """Cache rows as student inputs (pruned vocabulary) with their gold labels; with `teacher_pad`
+    (the teacher's pad id) batches also carry the teacher's own inputs."""
+    ids = [vocab.encode(x) for x in rows.ids]
+    teacher_ids = rows.teacher_ids if teacher_pad is not None else None
+    return DistillData(ids, rows.logits, rows.reps, gold, vocab.pad_id, rows.starts, teacher_ids, teacher_pad or 0)
 
 
-def cached_data(cache: TransferCache, vocab: PrunedVocab, labels: Sequence, stop: int | None = None) -> DistillData:
+def cached_data(
+    cache: TransferCache, vocab: PrunedVocab, labels: Sequence, stop: int | None = None, teacher_pad: int | None = None
+) -> DistillData:
     """The first `stop` rows of a cache (all by default) in memory, with gold labels on the first len(labels)."""
     rows = cache.load(stop)
-    return distill_data(rows, vocab, rows_gold(labels, rows, 0))
+    return distill_data(rows, vocab, rows_gold(labels, rows, 0), teacher_pad)
 
 
 class TransferBatches:
@@ -118,10 +129,10 @@ class TransferBatches:
 
     def __init__(
         self, cache: TransferCache, vocab: PrunedVocab, labels: Sequence, batch_size: int, seed: int,
-        stop: int | None = None, window: int = 8,
+        stop: int | None = None, window: int = 8, teacher_pad: int | None = None,
     ):
         self.cache, self.vocab, self.labels = cache, vocab, labels
-        self.batch_size, self.seed, self.stop, self.window = batch_size, seed, stop, window
+        self.batch_size, self.seed, self.stop, self.window, self.teacher_pad = batch_size, seed, stop, window, teacher_pad
         self.epoch = 0
         rows = len(cache) if stop is None else min(stop, len(cache))
         self.sizes: list[int] = []  # rows read from each chunk: all but the last chunk are whole
@@ -133,7 +144,7 @@ class TransferBatches:
         self.chunks = len(self.sizes)
 
     def seeded(self, seed: int) -> TransferBatches:
-        return TransferBatches(self.cache, self.vocab, self.labels, self.batch_size, seed, self.stop, self.window)
+        return TransferBatches(self.cache, self.vocab, self.labels, self.batch_size, seed, self.stop, self.window, self.teacher_pad)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -151,7 +162,7 @@ class TransferBatches:
     def _window_data(self, chunks: list[int]) -> DistillData:
         parts = [self.cache.chunk(i).head(self.sizes[i]) for i in chunks]
         gold = np.concatenate([rows_gold(self.labels, rows, self.cache.chunk_rows(i).start) for i, rows in zip(chunks, parts)])
-        return distill_data(CacheRows.concat(parts), self.vocab, gold)
+        return distill_data(CacheRows.concat(parts), self.vocab, gold, self.teacher_pad)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for number, chunks in enumerate(self._windows()):

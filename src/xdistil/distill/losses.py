@@ -14,27 +14,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from xdistil.errors import XDistilError
 from xdistil.text import IGNORE
 
 
 @dataclass(frozen=True)
 class LossContext:
-    """What a loss may be built from: the student's and teacher's representation widths and the
-    run's distillation settings (a `DistillConfig`)."""
+    """What a loss may be built from: the student's and teacher's representation widths, the run's
+    distillation settings (a `DistillConfig`), and, where known, the layer counts of both encoders
+    (a student's representation then has its encoder's width)."""
 
     student_dim: int
     teacher_dim: int
     settings: Any
+    student_layers: int | None = None
+    teacher_layers: int | None = None
 
 
 class DistillLoss(nn.Module):
-    """Base class of registered losses: `build` makes one from a context (default: no settings)."""
+    """Base class of registered losses: `build` makes one from a context (default: no settings).
+
+    `needs_teacher`: the loss reads the teacher's hidden states, computed online on each batch
+    (`batch["teacher_hidden_states"]`, `batch["teacher_attention_mask"]`) rather than cached.
+    """
+
+    needs_teacher: ClassVar[bool] = False
 
     @classmethod
     def build(cls, context: LossContext) -> DistillLoss:
@@ -52,6 +62,11 @@ def register_loss(name: str) -> Callable[[type[DistillLoss]], type[DistillLoss]]
         return cls
 
     return add
+
+
+def needs_teacher(losses: list[str] | set[str]) -> bool:
+    """Whether any of these losses reads the teacher's states on each batch."""
+    return any(LOSSES[name].needs_teacher for name in losses)
 
 
 def build_loss(name: str, context: LossContext) -> DistillLoss:
@@ -136,6 +151,63 @@ class RepresentationLoss(DistillLoss):
         if self.kind == "mse":
             return F.mse_loss(student, teacher)
         return (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
+
+
+def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask[:, :, None].to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+def uniform_layer_map(student_layers: int, teacher_layers: int) -> dict[int, int]:
+    """Each student layer to the teacher layer at the same relative depth (hidden-state indices, 0 = embeddings)."""
+    return {i: round(i * teacher_layers / student_layers) for i in range(1, student_layers + 1)}
+
+
+@register_loss("layers")
+class LayerMatchLoss(DistillLoss):
+    """Intermediate-layer matching: MSE between student layer i and teacher layer j for each pair of
+    `distill.layer_map` (hidden-state indices, 0 = embeddings; empty: every student layer to the
+    teacher layer at the same relative depth), each side mean-pooled over its own real tokens, so the
+    two may use different tokenizers; a learned projection per pair when widths differ (not exported).
+
+    Inputs: student_out.hidden_states and batch["lengths"]; batch["teacher_hidden_states"] and
+    batch["teacher_attention_mask"], from the teacher run on each batch (the targets are not cached:
+    one vector per layer and text would be, but the student's pooling must match the teacher's).
+    Per text only (classification).
+    """
+
+    needs_teacher = True
+
+    def __init__(self, layer_map: dict[int, int], student_dim: int, teacher_dim: int):
+        super().__init__()
+        self.layer_map = {int(k): int(v) for k, v in layer_map.items()}
+        self.projections = nn.ModuleDict(
+            {str(i): nn.Identity() if student_dim == teacher_dim else nn.Linear(student_dim, teacher_dim) for i in self.layer_map}
+        )
+
+    @classmethod
+    def build(cls, context: LossContext) -> LayerMatchLoss:
+        """Reads `distill.layer_map`; needs the student's hidden states (a transformer student)."""
+        if context.student_layers is None or context.teacher_layers is None:
+            raise XDistilError("the 'layers' loss needs a student and a teacher with hidden layers (student.arch: transformer)")
+        layer_map = context.settings.layer_map or uniform_layer_map(context.student_layers, context.teacher_layers)
+        for i, j in layer_map.items():
+            if not (0 <= int(i) <= context.student_layers and 0 <= int(j) <= context.teacher_layers):
+                raise XDistilError(
+                    f"distill.layer_map: {i} -> {j} is out of range (student layers 0-{context.student_layers}, "
+                    f"teacher layers 0-{context.teacher_layers})"
+                )
+        return cls(layer_map, context.student_dim, context.teacher_dim)
+
+    def forward(self, out, batch: dict, mask: torch.Tensor | None = None) -> torch.Tensor:
+        lengths = batch["lengths"].to(out.hidden_states[0].device)
+        student_mask = torch.arange(out.hidden_states[0].size(1), device=lengths.device)[None, :] < lengths[:, None]
+        total = out.hidden_states[0].new_zeros(())
+        for i, j in self.layer_map.items():
+            student = self.projections[str(i)](_mean_pool(out.hidden_states[i].float(), student_mask))
+            teacher = _mean_pool(batch["teacher_hidden_states"][j].float(), batch["teacher_attention_mask"])
+            total = total + F.mse_loss(student, teacher)
+        return total / len(self.layer_map)
 
 
 @register_loss("gold")

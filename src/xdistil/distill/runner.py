@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from xdistil.batching import LengthBucketSampler
 from xdistil.config import DistillConfig
 from xdistil.distill.data import DistillData, TransferBatches, predict_rows
-from xdistil.distill.losses import LossContext, build_loss
+from xdistil.distill.losses import LossContext, build_loss, needs_teacher
 from xdistil.distill.stages import Stage, set_trainable
 from xdistil.loop import LoopSettings, StageHistory, fit
 from xdistil.progress import log
@@ -47,12 +47,14 @@ class StageData:
 
 @dataclass
 class TrainSetup:
-    """How to train: the distillation settings, devices, the seed and the teacher layer's width."""
+    """How to train: the distillation settings, devices, the seed, and the teacher (its layer's width;
+    the model itself for losses that read its states on each batch)."""
 
     config: DistillConfig
     accelerator: Accelerator
     seed: int
     teacher_dim: int
+    teacher: torch.nn.Module | None = None
 
 
 class StageCheckpoints:
@@ -103,10 +105,21 @@ def _restore(model: torch.nn.Module, losses: dict[str, torch.nn.Module], tensors
             loss.load_state_dict(own)
 
 
+def teacher_states(teacher: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, object]:
+    """The teacher's hidden states on the batch's teacher inputs (constants: no gradient flows to the teacher)."""
+    teacher.eval()
+    with torch.no_grad():
+        out = teacher.base_model(
+            input_ids=batch["teacher_input_ids"], attention_mask=batch["teacher_attention_mask"], output_hidden_states=True
+        )
+    return {"teacher_hidden_states": out.hidden_states}
+
+
 def run_stages(model: Student, stages: list[Stage], data: StageData, setup: TrainSetup, checkpoints: StageCheckpoints) -> list[StageHistory]:
     """Train `model` through `stages` in order; finished stages are loaded from their checkpoints."""
     config, accelerator, seed = setup.config, setup.accelerator, setup.seed
-    context = LossContext(student_dim=model.representation_dim, teacher_dim=setup.teacher_dim, settings=config)
+    teacher_layers = setup.teacher.config.num_hidden_layers if setup.teacher is not None else None
+    context = LossContext(model.representation_dim, setup.teacher_dim, config, model.hidden_layers, teacher_layers)
     losses = {name: build_loss(name, context).to(accelerator.device) for name in sorted({n for s in stages for n in s.losses})}
     histories: list[StageHistory] = []
     for index, stage in enumerate(stages):
@@ -127,7 +140,11 @@ def run_stages(model: Student, stages: list[Stage], data: StageData, setup: Trai
             sampler = LengthBucketSampler([len(ids) for ids in train.ids], config.batch_size, seed * 1000 + index)
             loader = DataLoader(list(range(len(train))), batch_sampler=sampler, collate_fn=train.collate)
 
-        def stage_loss(out, batch: dict, stage: Stage = stage) -> torch.Tensor:
+        online = needs_teacher(stage.losses)
+
+        def stage_loss(out, batch: dict, stage: Stage = stage, online: bool = online) -> torch.Tensor:
+            if online:
+                batch = {**batch, **teacher_states(setup.teacher, batch)}
             return sum(weight * stage_losses[name](out, batch, batch.get("mask")) for name, weight in stage.losses.items())
 
         def evaluate(stage_loss: Callable = stage_loss) -> tuple[float, float | None]:

@@ -79,6 +79,11 @@ class Student(nn.Module):
         """Width of `StudentOutput.representation`."""
         raise NotImplementedError
 
+    @property
+    def hidden_layers(self) -> int | None:
+        """How many layers `StudentOutput.hidden_states` has beyond the embeddings (None: it has none)."""
+        return None
+
     def layer_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by group, top first; every parameter in exactly one group."""
         raise NotImplementedError

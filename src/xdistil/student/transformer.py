@@ -154,6 +154,10 @@ class TransformerStudent(Student):
     def representation_dim(self) -> int:
         return self.encoder.config.hidden_size
 
+    @property
+    def hidden_layers(self) -> int:
+        return self.encoder.config.num_hidden_layers
+
     def layer_groups(self) -> dict[str, list[nn.Parameter]]:
         layers = _layer_list(self.encoder)
         groups: dict[str, list[nn.Parameter]] = {"output": list(self.head.parameters())}

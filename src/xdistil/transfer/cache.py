@@ -57,6 +57,7 @@ class CacheRows:
     logits: np.ndarray
     reps: np.ndarray
     starts: list[np.ndarray] | None = None
+    teacher_ids: list[np.ndarray] | None = None  # the teacher's own token ids, when `ids` are a student's
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -68,16 +69,19 @@ class CacheRows:
 
     def head(self, rows: int) -> CacheRows:
         """The first `rows` rows."""
+        teacher_ids = None if self.teacher_ids is None else self.teacher_ids[:rows]
         if self.starts is None:
-            return CacheRows(self.ids[:rows], self.logits[:rows], self.reps[:rows])
+            return CacheRows(self.ids[:rows], self.logits[:rows], self.reps[:rows], None, teacher_ids)
         words = int(self.word_counts()[:rows].sum())
-        return CacheRows(self.ids[:rows], self.logits[:words], self.reps[:words], self.starts[:rows])
+        return CacheRows(self.ids[:rows], self.logits[:words], self.reps[:words], self.starts[:rows], teacher_ids)
 
     @staticmethod
     def concat(parts: Sequence[CacheRows]) -> CacheRows:
         starts = None if parts[0].starts is None else [s for p in parts for s in p.starts]  # type: ignore[union-attr]
+        teacher_ids = None if parts[0].teacher_ids is None else [x for p in parts for x in p.teacher_ids]  # type: ignore[union-attr]
         return CacheRows(
-            [x for p in parts for x in p.ids], np.concatenate([p.logits for p in parts]), np.concatenate([p.reps for p in parts]), starts
+            [x for p in parts for x in p.ids], np.concatenate([p.logits for p in parts]), np.concatenate([p.reps for p in parts]), starts,
+            teacher_ids,
         )
 
 
@@ -172,7 +176,8 @@ class TransferCache:
         ids = _split(tensors["input_ids"].numpy(), tensors["lengths"].numpy())
         starts = _split(tensors["starts"].numpy(), tensors["words"].numpy()) if "starts" in tensors else None
         empty = np.zeros((len(ids) if starts is None else int(tensors["words"].sum()), 0), dtype=np.float32)
-        return CacheRows(ids, tensors["logits"].numpy() if "logits" in tensors else empty, tensors["repr"].numpy() if "repr" in tensors else empty, starts)
+        logits = tensors["logits"].numpy() if "logits" in tensors else empty
+        return CacheRows(ids, logits, tensors["repr"].numpy() if "repr" in tensors else empty, starts, ids)
 
     def chunk_rows(self, index: int) -> range:
         size = self.manifest["chunk_size"]
@@ -305,7 +310,7 @@ class PairedCache(TransferCache):
 
     def chunk(self, index: int) -> CacheRows:
         targets, inputs = super().chunk(index), self.inputs.chunk(index)
-        return CacheRows(inputs.ids, targets.logits, targets.reps, inputs.starts)
+        return CacheRows(inputs.ids, targets.logits, targets.reps, inputs.starts, targets.ids)
 
     def token_counts(self, vocab_size: int) -> np.ndarray:
         return self.inputs.token_counts(vocab_size)
