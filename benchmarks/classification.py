@@ -44,15 +44,18 @@ MODES = {
         "transfer_sizes": [0, 1000, 2000, 5000], "small_labeled": 300, "augment_factor": 1, "stage_epochs": None,
         "augment_seeds": [3],  # its student trains on twice the texts; three seeds did not fit the session
         "latency_repeats": {1: 30, 32: 10, 256: 4}, "annotation_texts": 1000, "workers": 2,
-        # pre-trained transformer students cut from all-MiniLM-L6-v2 (layers kept: seeds)
-        "transformers": {6: [1, 2, 3], 3: [1]}, "peer": {"num_iterations": 2, "max_seq_length": 128},
+        # pre-trained transformer students cut from all-MiniLM-L6-v2 (layers kept: seeds); at ~20 texts/s of training on
+        # two cores an epoch over the 16k transfer texts takes about 13 min (6 layers), so stages are capped at 2 epochs
+        "transformers": {6: [1], 3: [1]}, "transformer_epochs": 2, "transformer_transfer": None, "transformer_baseline_epochs": 10,
+        "peer": {"num_iterations": 2, "max_seq_length": 128},
     },
     "quick": {
         "teacher": "minilm-l6", "teacher_epochs": 3, "teacher_lr": 5e-5, "seeds": [1],
         "rows": ["gold only", "hard only", "soft only", DEFAULT],
         "transfer_sizes": [0, 2000], "small_labeled": None, "augment_factor": 0, "stage_epochs": 3,
         "latency_repeats": {1: 20, 32: 6, 256: 2}, "annotation_texts": 400, "workers": 2,
-        "transformers": {3: [1]}, "peer": {"num_iterations": 1, "max_seq_length": 64},
+        "transformers": {3: [1]}, "transformer_epochs": 1, "transformer_transfer": 2000, "transformer_baseline_epochs": 4,
+        "peer": {"num_iterations": 1, "max_seq_length": 64},
     },
 }
 
@@ -446,13 +449,13 @@ def transformer_plan(mode: dict, values: dict, work: Path) -> list[tuple[int, in
     for layers, seeds in mode["transformers"].items():
         stages = [dict(stage) for stage in TRANSFORMER_SCHEDULE]
         for stage in stages:
-            stage["epochs"] = min(stage["epochs"], mode["stage_epochs"] or stage["epochs"])
+            stage["epochs"] = min(stage["epochs"], mode["transformer_epochs"])
         for seed in seeds:
             run_values = json.loads(json.dumps(values))
             run_values["student"] = {"arch": "transformer", "encoder": "minilm-l6", "layers": layers}
             distill = {k: v for k, v in run_values["distill"].items() if k not in ("stages", "lr", "batch_size")}  # the family's own
-            run_values["distill"] = {**distill, "stages": stages, "seed": seed}
-            run_values["evaluation"].update(baseline=True, baseline_epochs=10)
+            run_values["distill"] = {**distill, "stages": stages, "seed": seed, "transfer_limit": mode["transformer_transfer"]}
+            run_values["evaluation"].update(baseline=True, baseline_epochs=mode["transformer_baseline_epochs"])
             plan.append((layers, seed, run_values, work / "transformers" / f"{layers}L-seed{seed}"))
     return plan
 

@@ -58,3 +58,10 @@ def test_bad_configs_are_one_line_errors(values, message):
     with pytest.raises(XDistilError) as err:
         build_config(values, "run.yaml")
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_intermediate_layer_matching_is_refused_for_tagging_at_config_time():
+    stages = [{"name": "layers", "losses": {"layers": 1.0}}]
+    with pytest.raises(XDistilError, match="the 'layers' loss matches pooled text vectors: it is for classification"):
+        build_config({"task": "tagging", "student": {"arch": "transformer"}, "distill": {"stages": stages}}, "run.yaml")
+    assert build_config({"student": {"arch": "transformer"}, "distill": {"stages": stages}}).distill.stages[0].losses == {"layers": 1.0}
