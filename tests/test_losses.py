@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from xdistil.distill.losses import GoldLoss, HardLoss, RepresentationLoss, SoftLoss
 from xdistil.student.base import StudentOutput
+from xdistil.errors import XDistilError
 from xdistil.text import IGNORE
 
 
@@ -73,7 +74,6 @@ def test_masks_keep_padding_positions_out_of_token_losses():
 def test_a_registered_loss_is_a_stage_loss_by_its_name():
     from xdistil.config import build_config
     from xdistil.distill.losses import LOSSES, DistillLoss, LossContext, build_loss, register_loss
-    from xdistil.errors import XDistilError
 
     @register_loss("margin_test")
     class MarginLoss(DistillLoss):
@@ -94,7 +94,7 @@ def test_a_registered_loss_is_a_stage_loss_by_its_name():
         assert isinstance(build_loss("soft", LossContext(4, 4, config.distill)), SoftLoss)
     finally:
         del LOSSES["margin_test"]
-    with pytest.raises(XDistilError, match="unknown loss 'margin_test'; expected one of hard, soft, representation, layers, gold"):
+    with pytest.raises(XDistilError, match="unknown loss 'margin_test'; expected one of hard, soft, representation, layers, attention, gold"):
         build_config({"distill": {"stages": [{"name": "m", "losses": {"margin_test": 1.0}}]}})
 
 
@@ -132,5 +132,54 @@ def test_layer_matching_projects_a_narrower_student_and_trains_the_projection():
         {"lengths": torch.tensor([6, 2, 4]), "teacher_hidden_states": teacher, "teacher_attention_mask": torch.ones(3, 9, dtype=torch.long)},
     )
     value.backward()
-    assert float(value) > 0 and loss.projections["2"].weight.grad is not None and student[2].grad is not None
+    assert float(value.detach()) > 0 and loss.projections["2"].weight.grad is not None and student[2].grad is not None
     assert student[1].grad is None or float(student[1].grad.abs().sum()) == 0.0  # unmapped layers get no signal
+
+
+def test_attention_relations_are_zero_for_the_same_vectors_and_positive_otherwise():
+    from xdistil.distill.relations import relation_divergence, relations
+
+    generator = torch.Generator().manual_seed(3)
+    vectors = torch.randn(2, 6, 8, generator=generator)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
+    rel = relations(vectors, 2, mask)
+    assert rel.shape == (2, 2, 6, 6)
+    assert torch.allclose(rel.exp().sum(-1), torch.ones(2, 2, 6))  # distributions over positions
+    assert float(rel[1, :, :, 3:].exp().max()) == 0.0  # padding positions are never attended to
+    assert float(relation_divergence(vectors, vectors.clone(), 2, mask)) < 1e-6
+    garbage = vectors.clone()
+    garbage[1, 3:] = 1e4  # the padding of one side holds nonsense that must not matter
+    assert float(relation_divergence(vectors, garbage, 2, mask)) < 1e-6
+    other = torch.randn(2, 6, 12, generator=generator)  # another width (and head count): relations still compare
+    assert float(relation_divergence(other, vectors, 4, mask)) > 0.01
+    with pytest.raises(XDistilError, match="relation_heads: 5 does not divide a width of 8"):
+        relations(vectors, 5, mask)
+
+
+def test_the_attention_loss_reads_hooked_layers_and_refuses_different_tokens():
+    from transformers import BertConfig, BertModel
+
+    from xdistil.config import DistillConfig
+    from xdistil.distill.losses import AttentionRelationLoss, LossContext, build_loss
+
+    torch.manual_seed(0)
+    teacher = BertModel(BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32))
+    student = BertModel(BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16))
+    settings = DistillConfig(relation_heads=2)
+    loss = build_loss("attention", LossContext(8, 16, settings, 1, 2, student, teacher))
+    assert isinstance(loss, AttentionRelationLoss) and not list(loss.parameters())  # the models' layers are not the loss's
+    ids = torch.randint(0, 30, (2, 5))
+    lengths = torch.tensor([5, 3])
+    mask = (torch.arange(5)[None, :] < lengths[:, None]).long()
+    student(input_ids=ids, attention_mask=mask)
+    teacher(input_ids=ids, attention_mask=mask)
+    value = loss(None, {"lengths": lengths})
+    assert float(value.detach()) > 0 and value.requires_grad
+    value.backward()
+    assert student.encoder.layer[0].attention.self.query.weight.grad is not None
+    teacher(input_ids=torch.randint(0, 30, (2, 7)))  # other tokens: other positions
+    with pytest.raises(XDistilError, match="must read the teacher's tokens"):
+        loss(None, {"lengths": lengths})
+    loss.release()
+    with pytest.raises(XDistilError, match=r"attention_layers: \[1, 0\] is out of range"):
+        build_loss("attention", LossContext(8, 16, DistillConfig(attention_layers=(1, 0)), 1, 2, student, teacher))

@@ -141,6 +141,10 @@ class DistillConfig(_Strict):
     layer_map: dict[int, int] = Field(
         default_factory=dict, description="'layers' loss: student hidden-state index -> teacher's (0 = embeddings); empty: same relative depth"
     )
+    attention_layers: tuple[int, int] | None = Field(
+        None, description="'attention' loss: [student layer, teacher layer], 0-based; default the last layer of each"
+    )
+    relation_heads: int = Field(12, ge=1, description="'attention' loss: relation heads the layers' widths are split into")
     grad_clip: float = Field(5.0, gt=0)
     monitor: Literal["dev_loss", "dev_score"] = Field("dev_score", description="dev_score: accuracy, or entity F1 for tagging")
     seed: int | None = Field(None, description="seed of the student's initialisation and batch order; default the run's seed")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from xdistil.config import RunConfig, config_to_dict, save_config
+from xdistil.config import RunConfig, build_config, config_to_dict, save_config
 from xdistil.errors import XDistilError
 from xdistil.storage import atomic_write_json
 
@@ -26,6 +26,15 @@ def first_difference(old: object, new: object, prefix: str = "") -> str | None:
     return None if old == new else f"{prefix.rstrip('.')}: {old!r} -> {new!r}"
 
 
+def _with_defaults(saved: dict) -> dict:
+    """A saved config with the defaults of settings added since it was written (a newer xdistil's keys
+    do not make an older run folder 'another config'); as saved when it no longer validates."""
+    try:
+        return config_to_dict(build_config(saved, "saved"))
+    except XDistilError:
+        return saved
+
+
 def prepare_folder(out: Path, config: RunConfig, overwrite: bool) -> None:
     """Create the folder and save the config; refuse a folder whose finished work came from another config."""
     saved = out / "config.yaml"
@@ -33,7 +42,7 @@ def prepare_folder(out: Path, config: RunConfig, overwrite: bool) -> None:
     # only finished work is protected: a run that failed before any step may be re-run with a corrected config
     has_work = any((out / name).exists() for name in WORK)
     if saved.is_file() and has_work and not overwrite:
-        difference = first_difference(yaml.safe_load(saved.read_text(encoding="utf-8")), current)
+        difference = first_difference(_with_defaults(yaml.safe_load(saved.read_text(encoding="utf-8"))), current)
         if difference:
             raise XDistilError(f"{out}: holds a run with another config ({difference}); choose another --out or pass --overwrite")
     elif overwrite and out.exists():

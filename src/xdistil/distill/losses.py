@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from xdistil.distill.relations import Capture, encoder_layers, relation_divergence
 from xdistil.errors import XDistilError
 from xdistil.text import IGNORE
 
@@ -35,6 +36,8 @@ class LossContext:
     settings: Any
     student_layers: int | None = None
     teacher_layers: int | None = None
+    student: nn.Module | None = None  # the models themselves, for losses that hook into their layers
+    teacher: nn.Module | None = None
 
 
 class DistillLoss(nn.Module):
@@ -49,6 +52,9 @@ class DistillLoss(nn.Module):
     @classmethod
     def build(cls, context: LossContext) -> DistillLoss:
         return cls()
+
+    def release(self) -> None:
+        """Undo anything the loss attached to the models (e.g. forward hooks) once its stages are done."""
 
 
 LOSSES: dict[str, type[DistillLoss]] = {}
@@ -208,6 +214,56 @@ class LayerMatchLoss(DistillLoss):
             teacher = _mean_pool(batch["teacher_hidden_states"][j].float(), batch["teacher_attention_mask"])
             total = total + F.mse_loss(student, teacher)
         return total / len(self.layer_map)
+
+
+@register_loss("attention")
+class AttentionRelationLoss(DistillLoss):
+    """MiniLM-v2 style self-attention relation matching between one student layer and one teacher layer
+    (`distill.attention_layers`: [student layer, teacher layer], 0-based; default the last of each): for
+    queries, keys and values, KL(teacher || student) between their position-to-position relations in
+    `distill.relation_heads` relation heads, so head counts and widths may differ.
+
+    Inputs: the query/key/value outputs of both layers, captured by forward hooks during the student's
+    forward and the teacher's (run on each batch); batch["lengths"]. Relations compare positions, so
+    both must read the same tokens: the student must share the teacher's tokenizer (e.g. `encoder: teacher`).
+    """
+
+    needs_teacher = True
+
+    def __init__(self, student_layer: nn.Module, teacher_layer: nn.Module, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.captures = (Capture(student_layer), Capture(teacher_layer))  # plain objects: the layers stay the models' own
+
+    @classmethod
+    def build(cls, context: LossContext) -> AttentionRelationLoss:
+        """Reads `distill.attention_layers` and `distill.relation_heads`."""
+        if context.student is None or context.teacher is None or context.student_layers is None:
+            raise XDistilError("the 'attention' loss needs a transformer student (student.arch: transformer) and its teacher")
+        student_layers, teacher_layers = encoder_layers(context.student), encoder_layers(context.teacher)
+        i, j = context.settings.attention_layers or (len(student_layers) - 1, len(teacher_layers) - 1)
+        if not (0 <= i < len(student_layers) and 0 <= j < len(teacher_layers)):
+            raise XDistilError(
+                f"distill.attention_layers: [{i}, {j}] is out of range (student layers 0-{len(student_layers) - 1}, "
+                f"teacher layers 0-{len(teacher_layers) - 1})"
+            )
+        return cls(student_layers[i], teacher_layers[j], context.settings.relation_heads)
+
+    def release(self) -> None:
+        for capture in self.captures:
+            capture.remove()
+
+    def forward(self, out, batch: dict, mask: torch.Tensor | None = None) -> torch.Tensor:
+        student, teacher = (capture.outputs for capture in self.captures)
+        if student[0].shape[:2] != teacher[0].shape[:2]:
+            raise XDistilError(
+                "the 'attention' loss compares token positions: the student must read the teacher's tokens "
+                f"(got {student[0].shape[1]} student and {teacher[0].shape[1]} teacher positions); use a student that "
+                "shares the teacher's tokenizer"
+            )
+        lengths = batch["lengths"].to(student[0].device)
+        real = torch.arange(student[0].size(1), device=lengths.device)[None, :] < lengths[:, None]
+        return sum(relation_divergence(s, t, self.heads, real) for s, t in zip(student, teacher)) / 3
 
 
 @register_loss("gold")

@@ -119,7 +119,7 @@ def run_stages(model: Student, stages: list[Stage], data: StageData, setup: Trai
     """Train `model` through `stages` in order; finished stages are loaded from their checkpoints."""
     config, accelerator, seed = setup.config, setup.accelerator, setup.seed
     teacher_layers = setup.teacher.config.num_hidden_layers if setup.teacher is not None else None
-    context = LossContext(model.representation_dim, setup.teacher_dim, config, model.hidden_layers, teacher_layers)
+    context = LossContext(model.representation_dim, setup.teacher_dim, config, model.hidden_layers, teacher_layers, model, setup.teacher)
     losses = {name: build_loss(name, context).to(accelerator.device) for name in sorted({n for s in stages for n in s.losses})}
     histories: list[StageHistory] = []
     for index, stage in enumerate(stages):
@@ -173,5 +173,7 @@ def run_stages(model: Student, stages: list[Stage], data: StageData, setup: Trai
         log(f"stage {stage.name}: best epoch {history.best_epoch}/{len(history.epochs)}, dev loss {best.dev_loss:.4f}{accuracy}")
         checkpoints.save(index, stage, _state(model, losses), history)
         histories.append(history)
+    for loss in losses.values():
+        loss.release()
     set_trainable(model, tuple(model.layer_groups()))
     return histories
