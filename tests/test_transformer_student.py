@@ -176,3 +176,22 @@ def test_intermediate_layers_are_matched_online_across_tokenizers(tiny_teacher, 
         build_loss("layers", LossContext(24, 32, config.distill, student_layers=2, teacher_layers=2))
     with pytest.raises(XDistilError, match="needs a student and a teacher with hidden layers"):
         build_loss("layers", LossContext(24, 32, config.distill, student_layers=None, teacher_layers=2))
+
+
+def test_attention_relations_are_distilled_into_a_student_cut_from_the_teacher(tiny_teacher, sentiment_files, tmp_path):
+    config = tiny_run_config(
+        tiny_teacher, sentiment_files, tmp_path / "run", student={"arch": "transformer", "encoder": "teacher", "layers": 1},
+        evaluation={"baseline": False, "latency_batch_sizes": []},
+    )
+    config.distill.stages = [
+        config.distill.stages[0].model_copy(update={"name": "attention", "losses": {"attention": 1.0}, "epochs": 3, "monitor": "dev_loss"}),
+        config.distill.stages[2],
+    ]
+    config.distill.lr = 1e-3
+    config.distill.relation_heads = 4
+    config.distill.attention_layers = (0, 1)
+    metrics = Run(config).run()
+    attention = metrics["stages"]["student"][0]
+    assert attention["name"] == "attention" and len(attention["epochs"]) == 3
+    assert attention["epochs"][-1]["train_loss"] < attention["epochs"][0]["train_loss"]
+    assert metrics["student"]["accuracy"] > 0.5
