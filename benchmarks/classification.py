@@ -571,6 +571,9 @@ def main() -> None:
         jobs.append(augment_job)
     if small_values:
         jobs.append(("run", small_values, "", small_values["out"]))
+    if transformers:  # the student's token cache lives in the shared base cache: made once here, before the workers read it
+        link_shared(base, transformers[0][3], ("teacher", "cache"))
+        Run(build_config({**transformers[0][2], "out": str(transformers[0][3])}, "tokens")).run(until="annotate")
     jobs += [("row", v, str(base), str(o)) for _, _, v, o in transformers]
     jobs += [("row", v, str(b), str(o)) for _, _, v, b, o in plan if b == base] + [("row", v, str(base), str(o)) for v, o in curve_plan]
     run_jobs(jobs, [("row", v, str(b), str(o)) for _, _, v, b, o in plan if b == augmented], mode["workers"])

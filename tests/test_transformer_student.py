@@ -195,3 +195,13 @@ def test_attention_relations_are_distilled_into_a_student_cut_from_the_teacher(t
     assert attention["name"] == "attention" and len(attention["epochs"]) == 3
     assert attention["epochs"][-1]["train_loss"] < attention["epochs"][0]["train_loss"]
     assert metrics["student"]["accuracy"] > 0.5
+
+
+def test_tokenizers_compare_by_their_rules_not_their_call_state(tiny_teacher, other_encoder):
+    from xdistil.text import same_tokenization, tokenize
+
+    used, fresh = AutoTokenizer.from_pretrained(str(tiny_teacher)), AutoTokenizer.from_pretrained(str(tiny_teacher))
+    used(["a great film"] * 2, truncation=True, max_length=4, padding=True)
+    tokenize(used, ["a great film"], 8)  # calls change the backend's truncation and padding state
+    assert same_tokenization(used, fresh)
+    assert not same_tokenization(fresh, AutoTokenizer.from_pretrained(str(other_encoder)))

@@ -36,7 +36,7 @@ from xdistil.student.io import save_student
 from xdistil.student.registry import family
 from xdistil.student.vocab import PrunedVocab
 from xdistil.tasks import get_task
-from xdistil.text import same_tokenization
+from xdistil.text import same_tokenization, tokenization_rules
 from xdistil.teacher.inference import resolve_layer
 from xdistil.teacher.models import load_tokenizer, resolve_pooling, resolve_teacher, teacher_label_order
 from xdistil.teacher.store import Teacher, load_or_finetune
@@ -140,10 +140,9 @@ class Run:
         if same_tokenization(tokenizer, self.tokenizer):
             return caches
         spec = replace(AnnotationSpec.from_config(self.config, None, None), task=f"{self.task.name}-tokens")
-        tokens = annotate_parts(
-            None, tokenizer, self.transfer.parts(), self.out / "cache" / "student", spec, fingerprint(tokenizer.backend_tokenizer.to_str()),
-            self.task.token_annotator, None, self.task.long_text, who="student tokens",
-        )
+        fp = fingerprint(tokenization_rules(tokenizer))  # one token cache per student tokenizer
+        tokens = annotate_parts(None, tokenizer, self.transfer.parts(), self.out / "cache" / f"student-{fp}", spec, fp,
+                                self.task.token_annotator, None, self.task.long_text, who="student tokens")
         return {name: PairedCache(caches[name], tokens.caches[name]) for name in caches}
 
     # ---- student ----

@@ -7,6 +7,7 @@ marks positions without a label in every loss and metric.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,9 +16,18 @@ import numpy as np
 IGNORE = -100
 
 
+def tokenization_rules(tokenizer) -> dict:
+    """What decides a fast tokenizer's ids (vocabulary, normaliser, pre-tokeniser, special tokens),
+    without its truncation and padding state, which every call may change."""
+    rules = json.loads(tokenizer.backend_tokenizer.to_str())
+    rules.pop("truncation", None)
+    rules.pop("padding", None)
+    return rules
+
+
 def same_tokenization(a, b) -> bool:
-    """Whether two fast tokenizers turn every text into the same ids (same vocabulary, normaliser, rules)."""
-    return a.backend_tokenizer.to_str() == b.backend_tokenizer.to_str()
+    """Whether two fast tokenizers turn every text into the same ids."""
+    return tokenization_rules(a) == tokenization_rules(b)
 
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], int]:
