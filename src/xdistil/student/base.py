@@ -20,13 +20,13 @@ from xdistil.student.vocab import PrunedVocab
 
 
 class StudentOutput(NamedTuple):
-    """Logits for the labels, the representation matched to the teacher's layer, and, where a
-    family has them, per-layer hidden states and attention maps."""
+    """Logits for the labels, the representation matched to the teacher's layer, and, where a family
+    has them, per-layer hidden states (0 = embeddings). Attention is read by the losses that need it
+    through hooks on the layers (`distill/relations.py`), so no family computes it unasked."""
 
     logits: torch.Tensor
     representation: torch.Tensor
     hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass

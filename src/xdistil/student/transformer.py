@@ -101,7 +101,6 @@ class TransformerStudent(Student):
             self.encoder.pooler = None  # the head pools itself; an unused pooler would sit in no layer group
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(config.hidden_size, num_labels)
-        self.return_attentions = False  # set by a stage whose loss reads attention maps
 
     @classmethod
     def tokenizer_source(cls, settings: TransformerSettings, teacher: str) -> str:
@@ -178,7 +177,7 @@ class TransformerStudent(Student):
                 f"a text of {input_ids.size(1)} word pieces is longer than the transformer student's "
                 f"{self.encoder.config.max_position_embeddings} positions"
             )
-        out = self.encoder(input_ids=input_ids, attention_mask=mask, output_hidden_states=True, output_attentions=self.return_attentions)
+        out = self.encoder(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
         hidden = out.last_hidden_state
         if self.per_word:
             if "word_index" in batch:
@@ -190,4 +189,4 @@ class TransformerStudent(Student):
             weights = mask[:, :, None].to(hidden.dtype)
             representation = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
         logits = self.head(self.dropout(representation))
-        return StudentOutput(logits, representation, out.hidden_states, out.attentions if self.return_attentions else None)
+        return StudentOutput(logits, representation, out.hidden_states)
