@@ -26,8 +26,9 @@ WEIGHTS = "model.safetensors"
 CONFIG = "student_config.json"
 
 
-class DistilledClassifier:
-    """A trained student with its tokenizer and vocabulary: `predict(texts)` gives label names."""
+class DistilledStudent:
+    """A trained student of any family with its tokenizer, vocabulary, label names and the teacher's
+    maximum length (texts are cut to it, as in training)."""
 
     def __init__(self, model: Student, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int):
         self.model = model.eval()
@@ -35,6 +36,10 @@ class DistilledClassifier:
         self.vocab = vocab
         self.label_names = label_names
         self.max_length = max_length
+
+
+class DistilledClassifier(DistilledStudent):
+    """A trained classification student: `predict(texts)` gives label names."""
 
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
@@ -51,19 +56,12 @@ class DistilledClassifier:
         return [self.label_names[i] for i in self.predict_proba(texts, batch_size).argmax(axis=1)]
 
 
-class DistilledTagger:
+class DistilledTagger(DistilledStudent):
     """A trained tagging student: `predict(sentences)` gives one IOB2 tag per word.
 
     A sentence is a list of words, or a string split on whitespace. Every word is tagged, however
-    long the sentence (the student reads the whole sentence).
+    long the sentence (the student reads the whole sentence; `max_length` does not cut it).
     """
-
-    def __init__(self, model: Student, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.vocab = vocab
-        self.label_names = label_names
-        self.max_length = max_length
 
     @torch.inference_mode()
     def predict_proba(self, sentences: Sequence[Sequence[str] | str], batch_size: int = 128) -> list[np.ndarray]:
@@ -109,7 +107,7 @@ def save_student(
     return folder
 
 
-def load_student(folder: str | Path) -> DistilledClassifier | DistilledTagger:
+def load_student(folder: str | Path) -> DistilledStudent:
     """Load a student saved by xdistil; returns an object with `predict(texts)` (classification)
     or `predict(sentences)` (tagging)."""
     folder = Path(folder)
