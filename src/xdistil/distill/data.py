@@ -17,7 +17,7 @@ import torch
 from xdistil.batching import LengthBucketSampler, sorted_batches
 from xdistil.progress import log
 from xdistil.student.base import StudentOutput
-from xdistil.student.inputs import pad_batch
+from xdistil.student.inputs import length_mask, pad_batch
 from xdistil.student.vocab import PrunedVocab
 from xdistil.text import IGNORE
 from xdistil.transfer.cache import CacheRows, TransferCache
@@ -53,7 +53,7 @@ class DistillData:
         if self.teacher_ids is not None:
             teacher_ids, teacher_lengths = pad_batch([self.teacher_ids[i] for i in indices], self.teacher_pad_id)
             batch["teacher_input_ids"] = teacher_ids
-            batch["teacher_attention_mask"] = (torch.arange(teacher_ids.size(1))[None, :] < teacher_lengths[:, None]).long()
+            batch["teacher_attention_mask"] = length_mask(teacher_lengths, teacher_ids.size(1)).long()
         if self.starts is None:
             rows: np.ndarray | list[int] = indices
         else:

@@ -22,6 +22,8 @@ from torch.nn import functional as F
 
 from xdistil.distill.relations import Capture, encoder_layers, relation_divergence
 from xdistil.errors import XDistilError
+from xdistil.student.inputs import length_mask
+from xdistil.teacher.inference import pool
 from xdistil.text import IGNORE
 
 
@@ -159,11 +161,6 @@ class RepresentationLoss(DistillLoss):
         return (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()
 
 
-def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = mask[:, :, None].to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-
-
 def uniform_layer_map(student_layers: int, teacher_layers: int) -> dict[int, int]:
     """Each student layer to the teacher layer at the same relative depth (hidden-state indices, 0 = embeddings)."""
     return {i: round(i * teacher_layers / student_layers) for i in range(1, student_layers + 1)}
@@ -207,11 +204,11 @@ class LayerMatchLoss(DistillLoss):
 
     def forward(self, out, batch: dict, mask: torch.Tensor | None = None) -> torch.Tensor:
         lengths = batch["lengths"].to(out.hidden_states[0].device)
-        student_mask = torch.arange(out.hidden_states[0].size(1), device=lengths.device)[None, :] < lengths[:, None]
+        student_mask = length_mask(lengths, out.hidden_states[0].size(1))
         total = out.hidden_states[0].new_zeros(())
         for i, j in self.layer_map.items():
-            student = self.projections[str(i)](_mean_pool(out.hidden_states[i].float(), student_mask))
-            teacher = _mean_pool(batch["teacher_hidden_states"][j].float(), batch["teacher_attention_mask"])
+            student = self.projections[str(i)](pool(out.hidden_states[i].float(), student_mask, "mean"))
+            teacher = pool(batch["teacher_hidden_states"][j].float(), batch["teacher_attention_mask"], "mean")
             total = total + F.mse_loss(student, teacher)
         return total / len(self.layer_map)
 
@@ -262,7 +259,7 @@ class AttentionRelationLoss(DistillLoss):
                 "shares the teacher's tokenizer"
             )
         lengths = batch["lengths"].to(student[0].device)
-        real = torch.arange(student[0].size(1), device=lengths.device)[None, :] < lengths[:, None]
+        real = length_mask(lengths, student[0].size(1))
         return sum(relation_divergence(s, t, self.heads, real) for s, t in zip(student, teacher)) / 3
 
 

@@ -20,6 +20,11 @@ def pad_batch(sequences: Sequence[np.ndarray], pad_id: int) -> tuple[torch.Tenso
     return ids, lengths
 
 
+def length_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """(batch, width) True at the real positions of sequences of these lengths, False at padding."""
+    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+
+
 def batch_inputs(sequences: Sequence[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:
     """A student batch (`input_ids`, `lengths`) of student id arrays."""
     input_ids, lengths = pad_batch(sequences, pad_id)

@@ -20,6 +20,8 @@ from transformers import AutoConfig, AutoModel
 
 from xdistil.errors import XDistilError
 from xdistil.student.base import Student, StudentContext, StudentOutput
+from xdistil.student.inputs import length_mask
+from xdistil.teacher.inference import pool
 from xdistil.student.registry import register
 from xdistil.student.settings import StudentSettings
 
@@ -171,7 +173,7 @@ class TransformerStudent(Student):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> StudentOutput:
         input_ids, lengths = batch["input_ids"], batch["lengths"].to(batch["input_ids"].device)
-        mask = (torch.arange(input_ids.size(1), device=input_ids.device)[None, :] < lengths[:, None]).long()
+        mask = length_mask(lengths, input_ids.size(1)).long()
         if input_ids.size(1) > self.encoder.config.max_position_embeddings:
             raise XDistilError(
                 f"a text of {input_ids.size(1)} word pieces is longer than the transformer student's "
@@ -183,10 +185,7 @@ class TransformerStudent(Student):
             if "word_index" in batch:
                 hidden = hidden.gather(1, batch["word_index"][:, :, None].expand(-1, -1, hidden.size(-1)))
             representation = hidden
-        elif self.sizes["pooling"] == "first":
-            representation = hidden[:, 0]
         else:
-            weights = mask[:, :, None].to(hidden.dtype)
-            representation = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+            representation = pool(hidden, mask, self.sizes["pooling"])
         logits = self.head(self.dropout(representation))
         return StudentOutput(logits, representation, out.hidden_states)
