@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,12 +84,59 @@ def test_same_seed_gives_bit_identical_student_weights(finished, tiny_teacher, s
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
-def test_a_run_folder_refuses_another_config(finished, tiny_teacher, sentiment_files):
+def _stamps(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_changed_student_setting_redoes_only_the_student(finished, tiny_teacher, sentiment_files, tmp_path, capsys):
+    config, out, metrics = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    teacher, cache = _stamps(copy / "teacher"), _stamps(copy / "cache")
+    changed = tiny_run_config(tiny_teacher, sentiment_files, copy, student={"emb_dim": 8, "hidden": 24})
+    again = Run(changed).run()
+    log = capsys.readouterr().err
+    assert "config changed since the last run (student.hidden: 8 -> 24)" in log
+    assert "student: redone (student.hidden: 8 -> 24)" in log
+    assert _stamps(copy / "teacher") == teacher and _stamps(copy / "cache") == cache  # not re-trained, not re-annotated
+    assert again["teacher"]["accuracy"] == metrics["teacher"]["accuracy"]
+    assert again["student"]["params"] != metrics["student"]["params"]
+    history = (copy / "config_history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["config"]["student"]["hidden"] for line in history][-2:] == [8, 24]
+
+
+def test_a_changed_teacher_setting_redoes_the_teacher_and_what_follows(finished, tiny_teacher, sentiment_files, tmp_path, capsys):
     config, out, _ = finished
-    changed = tiny_run_config(tiny_teacher, sentiment_files, out, seed=4)
-    with pytest.raises(XDistilError, match=r"another config \(seed: 3 -> 4\)"):
-        Run(changed)
-    assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 3
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    cache = _stamps(copy / "cache" / "transfer")
+    changed = tiny_run_config(tiny_teacher, sentiment_files, copy, teacher__lr=1e-3)
+    Run(changed).run(until="annotate")
+    log = capsys.readouterr().err
+    assert "teacher: redone (teacher.lr:" in log and "teacher labels transfer: redone (teacher.lr:" in log
+    assert set(_stamps(copy / "cache" / "transfer").values()).isdisjoint(cache.values())
+
+
+def test_overwrite_refuses_a_folder_xdistil_did_not_make(tmp_path, tiny_teacher, sentiment_files):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(XDistilError, match="not an xdistil run folder .* nothing was deleted"):
+        Run(tiny_run_config(tiny_teacher, sentiment_files, mine), overwrite=True)
+    assert (mine / "thesis.tex").read_text() == "years of work" and len(list(mine.iterdir())) == 1
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(XDistilError, match="names an existing file"):
+        Run(tiny_run_config(tiny_teacher, sentiment_files, afile))
+
+
+def test_overwrite_deletes_only_what_xdistil_wrote(finished, tmp_path, tiny_teacher, sentiment_files):
+    _, out, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "notes.txt").write_text("mine")  # the folder carries the marker: the user's own file stays
+    Run(tiny_run_config(tiny_teacher, sentiment_files, copy), overwrite=True)
+    assert sorted(p.name for p in copy.iterdir()) == sorted([".xdistil-run", "config.yaml", "config_history.jsonl", "notes.txt"])
 
 
 def test_a_run_that_failed_before_any_step_accepts_a_corrected_config(tiny_teacher, sentiment_files, tmp_path):

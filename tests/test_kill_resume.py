@@ -1,7 +1,8 @@
-"""Interrupted runs: SIGKILL a real `xdistil` process mid-annotation and mid-distillation, then re-run.
+"""Interrupted runs: Ctrl-C (SIGINT) a real `xdistil` process mid-fine-tuning, mid-annotation and
+mid-distillation, SIGTERM it mid-distillation and SIGKILL it mid-annotation, then re-run.
 
-The re-run must not redo finished chunks or stages, and must end with exactly the student and
-metrics of an uninterrupted run with the same seed.
+An interrupt exits 130 (SIGTERM 143) naming the step; the re-run must not redo finished chunks or
+stages, and must end with exactly the student and metrics of an uninterrupted run with the same seed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,19 +42,36 @@ def _config(tiny_teacher, sentiment_files, big_transfer, out):
 
 def _start(step: str, config_path: Path) -> subprocess.Popen:
     env = {**os.environ, "XDISTIL_QUIET": "1"}
-    return subprocess.Popen([sys.executable, "-m", "xdistil", step, str(config_path)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "xdistil", step, str(config_path)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process.log = []  # stderr lines, read as they come
+
+    def read() -> None:
+        for line in process.stderr:
+            process.log.append(line)
+
+    process.reader = threading.Thread(target=read, daemon=True)
+    process.reader.start()
+    return process
 
 
-def _kill_when(process: subprocess.Popen, ready, timeout: float = 300) -> None:
-    """SIGKILL the process as soon as `ready()` is true; fail if it finished first."""
+def _signal_when(process: subprocess.Popen, ready, signum: int = signal.SIGKILL, timeout: float = 300) -> str:
+    """Send `signum` as soon as `ready()` is true (fail if the process finished first); its stderr."""
     deadline = time.monotonic() + timeout
     while not ready():
-        assert process.poll() is None, f"finished before it could be killed: {process.stderr.read()}"
+        assert process.poll() is None, f"finished before it could be interrupted: {''.join(process.log)}"
         assert time.monotonic() < deadline
         time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.send_signal(signum)
+    process.wait(timeout=120)
+    process.reader.join(timeout=10)
+    return "".join(process.log)
+
+
+def _interrupted(process: subprocess.Popen, log: str, code: int, step: str) -> None:
+    assert process.returncode == code, log
+    assert f"interrupted: {step}; re-run the same command to resume" in log
+    assert "Traceback" not in log
 
 
 def _stamps(folder: Path) -> dict[str, int]:
@@ -73,11 +92,21 @@ def test_killed_annotation_and_distillation_resume_to_the_same_result(uninterrup
     rng = random.Random(int(time.time()))
     cache = out / "cache" / "transfer"
 
-    # 1. kill annotation after a random number of finished chunks (of 49)
-    at_chunk = rng.randint(2, 40)
-    _kill_when(_start("annotate", config_path), lambda: len(list(cache.glob("chunk-*.safetensors"))) >= at_chunk)
+    # 0. Ctrl-C while the teacher fine-tunes: nothing of it is kept, the re-run fine-tunes afresh (same seed, same teacher)
+    process = _start("finetune", config_path)
+    log = _signal_when(process, lambda: any("teacher: fine-tuning" in line for line in process.log), signal.SIGINT)
+    _interrupted(process, log, 130, "teacher fine-tuning")
+    assert not (out / "teacher" / "model.safetensors").exists()
+
+    # 1. Ctrl-C annotation after a random number of finished chunks (of 49), then SIGKILL it further on
+    at_chunk = rng.randint(2, 30)
+    process = _start("annotate", config_path)
+    log = _signal_when(process, lambda: len(list(cache.glob("chunk-*.safetensors"))) >= at_chunk, signal.SIGINT)
+    _interrupted(process, log, 130, "annotation")
+    assert (out / "teacher" / "model.safetensors").is_file()
+    _signal_when(_start("annotate", config_path), lambda: len(list(cache.glob("chunk-*.safetensors"))) >= at_chunk + 5)
     done_before = _stamps(cache)
-    assert 0 < len(done_before) < 49
+    assert at_chunk + 5 <= len(done_before) < 49
     finished = subprocess.run([sys.executable, "-m", "xdistil", "annotate", str(config_path)],
                               env={**os.environ, "XDISTIL_QUIET": "1"}, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
@@ -86,12 +115,17 @@ def test_killed_annotation_and_distillation_resume_to_the_same_result(uninterrup
     assert len(after) == 49
     assert all(after[name] == stamp for name, stamp in done_before.items()), "a finished chunk was redone"
 
-    # 2. kill distillation once a random number of stages (of 6) is checkpointed
+    # 2. Ctrl-C distillation once a random number of stages (of 6) is checkpointed, then SIGTERM it a stage later
     stages = out / "checkpoints" / "student"
-    at_stage = rng.randint(1, 5)
-    _kill_when(_start("distill", config_path), lambda: len(list(stages.glob("stage-*.json"))) >= at_stage)
+    at_stage = rng.randint(1, 3)
+    process = _start("distill", config_path)
+    log = _signal_when(process, lambda: len(list(stages.glob("stage-*.json"))) >= at_stage, signal.SIGINT)
+    _interrupted(process, log, 130, "distillation")
+    process = _start("distill", config_path)
+    log = _signal_when(process, lambda: len(list(stages.glob("stage-*.json"))) >= at_stage + 1, signal.SIGTERM)
+    _interrupted(process, log, 143, "distillation")
     stages_before = {p.name: p.stat().st_mtime_ns for p in stages.glob("stage-*.json")}
-    assert 0 < len(stages_before) < 6
+    assert at_stage + 1 <= len(stages_before) < 6
 
     resumed = subprocess.run([sys.executable, "-m", "xdistil", "run", str(config_path)],
                              env={**os.environ, "XDISTIL_QUIET": "1"}, capture_output=True, text=True)

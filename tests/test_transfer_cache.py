@@ -71,11 +71,15 @@ def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
     assert np.array_equal(logits, before_logits) and np.array_equal(reps, before_reps)
 
 
-def test_a_cache_of_other_inputs_is_refused(teacher, tmp_path):
+def test_a_cache_of_other_inputs_is_redone_not_read(teacher, tmp_path):
     model, tokenizer = teacher
-    annotate(model, tokenizer, texts(10), 10, tmp_path / "c", SPEC, "fp1", classify_chunk)
-    with pytest.raises(XDistilError, match="another teacher, data or settings"):
-        annotate(model, tokenizer, texts(11), 11, tmp_path / "c", SPEC, "fp2", classify_chunk)
+    small = SPEC.__class__(**{**SPEC.__dict__, "chunk_size": 4})
+    annotate(model, tokenizer, texts(10), 10, tmp_path / "c", small, "fp1", classify_chunk)
+    assert TransferCache(tmp_path / "c").num_chunks() == 3
+    redone = annotate(model, tokenizer, texts(5), 5, tmp_path / "c", small, "fp2", classify_chunk)
+    assert redone.manifest["fingerprint"] == "fp2" and len(redone.load().logits) == 5
+    # the earlier config's third chunk is gone, not left beside the new ones
+    assert sorted(p.name for p in (tmp_path / "c").glob("chunk-*")) == ["chunk-00000.safetensors", "chunk-00001.safetensors"]
 
 
 def test_augmentation_is_seeded_and_new():

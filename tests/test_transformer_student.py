@@ -120,7 +120,7 @@ def test_a_killed_transformer_stage_resumes_to_the_uninterrupted_weights(tiny_te
     import yaml
     from safetensors.torch import load_file
 
-    from test_kill_resume import _kill_when, _start
+    from test_kill_resume import _signal_when, _start
 
     def config(out):
         values = tiny_run_config(
@@ -139,7 +139,7 @@ def test_a_killed_transformer_stage_resumes_to_the_uninterrupted_weights(tiny_te
     done = subprocess.run([sys.executable, "-m", "xdistil", "annotate", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     stages = tmp_path / "run" / "checkpoints" / "student"
-    _kill_when(_start("distill", path), lambda: len(list(stages.glob("stage-*.json"))) >= 2)
+    _signal_when(_start("distill", path), lambda: len(list(stages.glob("stage-*.json"))) >= 2)
     before = {p.name: p.stat().st_mtime_ns for p in stages.glob("stage-*.json")}
     assert 2 <= len(before) < 5
     resumed = subprocess.run([sys.executable, "-m", "xdistil", "run", str(path)], capture_output=True, text=True)

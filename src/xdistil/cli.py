@@ -13,12 +13,7 @@ import yaml
 
 from xdistil.errors import XDistilError
 
-app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    no_args_is_help=True,
-    help="Distil a fine-tuned BERT-family teacher into a small, fast student using unlabeled transfer text.",
-)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML run config (see `xdistil config`)")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="start the run folder afresh instead of resuming")]
@@ -230,34 +225,72 @@ def config(
     typer.echo(yaml.safe_dump(config_to_dict(demo_config() if demo else RunConfig()), sort_keys=False), nl=False)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from xdistil import __version__
+
+        typer.echo(f"xdistil {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")] = False,
+) -> None:
+    """Distil a fine-tuned BERT-family teacher into a small, fast student using unlabeled transfer text."""
+
+
+_signals: list[int] = []  # the termination signals received
+
+
+def _terminate(signum, frame) -> None:
+    from xdistil.errors import Terminated
+
+    _signals.append(signum)
+    raise Terminated()
+
+
+def _interrupted() -> None:
+    from xdistil import progress
+
+    print(f"interrupted: {progress.current_step}; re-run the same command to resume", file=sys.stderr)
+    sys.exit(143 if _signals else 130)
+
+
 def main() -> None:
-    """Entry point: user errors are one line on stderr with exit code 2, never a traceback."""
+    """Entry point. Exit codes: 0 done; 1 internal error; 2 bad input or usage (one line, no traceback);
+    130 Ctrl-C and 143 SIGTERM (the step in progress is named; a re-run resumes)."""
+    import signal
+
     from transformers.utils import logging as hf_logging
 
     # a fresh classification head on a teacher is expected; transformers' load reports would only alarm
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    signal.signal(signal.SIGTERM, _terminate)
     try:
-        app(standalone_mode=False)
+        # typer turns Ctrl-C into a returned 130 (it may vendor its own click: exceptions are matched by name)
+        code = app(standalone_mode=False)
     except XDistilError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted; re-run the same command to resume", file=sys.stderr)
-        sys.exit(130)
-    except Exception as err:  # click's own usage errors and unexpected failures
-        import click
-
-        if isinstance(err, click.exceptions.Abort):
-            sys.exit(130)
-        if isinstance(err, click.ClickException):
-            print(f"error: {err.format_message()}", file=sys.stderr)
-            sys.exit(2)
+        _interrupted()
+    except Exception as err:
+        code = getattr(err, "exit_code", None)
+        if type(err).__name__ == "Abort":
+            _interrupted()
+        if isinstance(code, int) and callable(getattr(err, "show", None)):  # click's usage errors: the usage line, exit 2
+            err.show()
+            sys.exit(code)
         if os.environ.get("XDISTIL_DEBUG"):
             raise
         print(f"error: internal error ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
               "set XDISTIL_DEBUG=1 for the traceback", file=sys.stderr)
         sys.exit(1)
+    if code == 130:
+        _interrupted()
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

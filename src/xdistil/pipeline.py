@@ -1,8 +1,8 @@
 """The whole job as one chain of cached steps: data -> teacher -> transfer set -> student -> evaluation -> export.
 
 Each step keeps its result in the run folder, tagged with a fingerprint of everything it depends on,
-so re-running the same config resumes where a killed run stopped, and a run folder is never reused
-for another config or other data. Each step returns what it made. What differs between tasks is
+so re-running the same config resumes where a killed run stopped, and a changed config redoes only
+the steps whose inputs changed (the log says which, and why). Each step returns what it made. What differs between tasks is
 asked of the task object (`tasks/`), what differs between students of the student family (`student/`).
 """
 
@@ -17,7 +17,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from xdistil.config import RunConfig
+from xdistil.config import RunConfig, config_to_dict
 from xdistil.data.corpus import Corpus
 from xdistil.distill.data import TransferBatches, cached_data, warn_if_constant
 from xdistil.distill.losses import needs_teacher
@@ -28,8 +28,8 @@ from xdistil.evaluation.report import write_report
 from xdistil.evaluation.summary import Finished, run_metrics
 from xdistil.fingerprint import fingerprint
 from xdistil.loop import StageHistory
-from xdistil.progress import log
-from xdistil.runfolder import prepare_folder, record_data
+from xdistil.progress import enter_step, log
+from xdistil.runfolder import prepare_folder, record_data, step_reason
 from xdistil.storage import atomic_write_json
 from xdistil.student.base import Student, StudentContext
 from xdistil.student.io import save_student
@@ -39,11 +39,16 @@ from xdistil.tasks import get_task
 from xdistil.text import same_tokenization, tokenization_rules
 from xdistil.teacher.inference import resolve_layer
 from xdistil.teacher.models import load_tokenizer, resolve_pooling, resolve_teacher, teacher_label_order
-from xdistil.teacher.store import Teacher, load_or_finetune
+from xdistil.teacher.store import Teacher, load_or_finetune, saved_fingerprint
 from xdistil.transfer.cache import Annotation, AnnotationSpec, PairedCache, TransferCache, annotate_parts
 from xdistil.transfer.stream import TransferStream
 
 STEPS = ("finetune", "annotate", "distill", "evaluate")
+# the config keys each step reads, in the order a changed one is named in the log
+TEACHER_KEYS = ("data", "seed", "teacher.model", "teacher.finetune", "teacher.epochs", "teacher.lr", "teacher.head_lr",
+                "teacher.batch_size", "teacher.warmup_ratio", "teacher.weight_decay", "teacher.patience", "teacher.max_length")
+ANNOTATION_KEYS = (*TEACHER_KEYS, "teacher.layer", "teacher.pooling", "transfer")
+STUDENT_KEYS = ("student", "distill", *ANNOTATION_KEYS)
 
 
 @dataclass
@@ -61,10 +66,14 @@ class Run:
         self.config = config
         self.out = Path(config.out)
         self.task = get_task(config.task)
-        prepare_folder(self.out, config, overwrite)
+        self.previous = prepare_folder(self.out, config, overwrite)
         set_seed(config.seed)
         self.accelerator = Accelerator(cpu=config.device == "cpu", mixed_precision=config.mixed_precision)
         self.timings: dict[str, float] = {}
+
+    def _why(self, keys: tuple[str, ...]) -> str:
+        """Why a step is redone: the first changed config key it reads (see runfolder.step_reason)."""
+        return step_reason(self.previous, config_to_dict(self.config), keys)
 
     def _timed(self, step: str, started: float) -> None:
         self.timings[step] = round(self.timings.get(step, 0.0) + time.perf_counter() - started, 2)
@@ -72,6 +81,7 @@ class Run:
     # ---- data ----
     @cached_property
     def data(self) -> Data:
+        enter_step("reading the data")
         corpus = self.task.load_corpus(self.config.data)
         data_fp = corpus.fingerprint(self.config.task)
         record_data(self.out, data_fp, {"sizes": corpus.sizes(), "labels": corpus.label_names, "notes": corpus.notes})
@@ -88,6 +98,7 @@ class Run:
     @cached_property
     def teacher(self) -> Teacher:
         config, corpus, started = self.config, self.data.corpus, time.perf_counter()
+        enter_step("teacher fine-tuning")
         # layer and pooling only change what annotation extracts, so they are not part of the teacher's identity
         settings = config.teacher.model_dump(mode="json", exclude={"layer", "pooling"})
         teacher_fp = fingerprint(settings, self.data.fingerprint, config.seed)
@@ -96,6 +107,8 @@ class Run:
             log(f"teacher: fine-tuning {config.teacher.model} on {len(corpus.train):,} labeled examples")
             return self.task.finetune(model, self.tokenizer, corpus, config.teacher, self.accelerator, config.seed)
 
+        if saved_fingerprint(self.out / "teacher") not in (None, teacher_fp):
+            log(f"teacher: redone ({self._why(TEACHER_KEYS)})")
         teacher = load_or_finetune(
             self.out / "teacher", teacher_fp, config.teacher, corpus.label_names, self.task.teacher_class, self.tokenizer,
             self.accelerator.device, finetune,
@@ -117,12 +130,13 @@ class Run:
     def annotation(self) -> Annotation:
         started = time.perf_counter()
         teacher, config = self.teacher, self.config
+        enter_step("annotation")
         layer = resolve_layer(teacher.model, config.teacher.layer)
         spec = AnnotationSpec.from_config(config, layer, resolve_pooling(config.teacher.model, config.teacher.pooling))
         label_order = teacher_label_order(teacher.model, self.data.corpus.label_names)
         annotation = annotate_parts(
             teacher.model, self.tokenizer, self.transfer.parts(), self.out / "cache", spec, teacher.fingerprint, self.task.annotator,
-            label_order, self.task.long_text,
+            label_order, self.task.long_text, changed=self._why(ANNOTATION_KEYS),
         )
         self._timed("annotate", started)
         return annotation
@@ -186,14 +200,19 @@ class Run:
 
     def _train(self, name: str, stages: list[Stage]) -> Trained:
         data = self.stage_data
+        enter_step("distillation" if name == "student" else f"{name} training")
         model = self.new_student()
         config = self.config
         fp = fingerprint(
             name, self.inputs["transfer"].manifest["fingerprint"], len(self.vocab), config.student.model_dump(mode="json"),
             config.distill.model_dump(mode="json"), [s.__dict__ for s in stages], self.student_seed,
         )
+        checkpoints = StageCheckpoints(self.out / "checkpoints" / name, fp)
+        stale = checkpoints.discard_stale()
+        if stale:
+            log(f"{name}: redone ({self._why(STUDENT_KEYS)}); {stale} finished stage(s) of the earlier config discarded")
         setup = TrainSetup(config.distill, self.accelerator, self.student_seed, self.teacher.model.config.hidden_size, self.teacher.model)
-        return Trained(model, run_stages(model, stages, data, setup, StageCheckpoints(self.out / "checkpoints" / name, fp)))
+        return Trained(model, run_stages(model, stages, data, setup, checkpoints))
 
     @cached_property
     def student(self) -> Trained:
@@ -218,6 +237,7 @@ class Run:
         student = self.student
         baseline = self.baseline if self.config.evaluation.baseline else None
         started = time.perf_counter()
+        enter_step("evaluation")
         corpus = self.data.corpus
         finished = Finished(
             self.config, self.task, corpus, self.teacher, self.tokenizer.pad_token_id, self.vocab, student, baseline,

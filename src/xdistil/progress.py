@@ -17,6 +17,14 @@ from rich.progress import (
 )
 
 console = Console(stderr=True, soft_wrap=True)
+# the step a run is in, for the message an interrupted command prints
+current_step = "starting"
+
+
+def enter_step(name: str) -> None:
+    """Record the step now running (what `interrupted: <step>` names)."""
+    global current_step
+    current_step = name
 
 
 def log(message: str) -> None:

@@ -65,6 +65,20 @@ class StageCheckpoints:
         self.fingerprint = fingerprint
         folder.mkdir(parents=True, exist_ok=True)
 
+    def discard_stale(self) -> int:
+        """Delete the stage files another fingerprint made (an earlier config's student); how many stages they were."""
+        stale = 0
+        for meta in sorted(self.folder.glob("stage-*.json")):
+            try:
+                same = json.loads(meta.read_text(encoding="utf-8")).get("fingerprint") == self.fingerprint
+            except (OSError, ValueError):
+                same = False
+            if not same:
+                stale += 1
+                meta.unlink()
+                meta.with_suffix(".safetensors").unlink(missing_ok=True)
+        return stale
+
     def _paths(self, index: int) -> tuple[Path, Path]:
         return self.folder / f"stage-{index:02d}.safetensors", self.folder / f"stage-{index:02d}.json"
 

@@ -28,6 +28,12 @@ class Teacher:
     history: list[StageHistory] = field(default_factory=list)
 
 
+def saved_fingerprint(folder: Path) -> str | None:
+    """The fingerprint of the teacher saved in `folder`, or None when there is none."""
+    marker = folder / MARKER
+    return json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") if marker.is_file() else None
+
+
 def load_teacher(folder: Path, fingerprint: str, auto_class, device: torch.device | str) -> Teacher | None:
     """The teacher saved in `folder` if it was made for `fingerprint`, else None."""
     marker = folder / MARKER

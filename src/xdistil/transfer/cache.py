@@ -225,6 +225,7 @@ def annotate(
     annotator: Annotator,
     label_order: Sequence[int] | None = None,
     description: str = "annotating",
+    changed: str | None = None,
 ) -> TransferCache:
     """Label `count` texts from `texts` (any iterable, read once) into `folder` chunk by chunk with
     `annotator` (the task's: pooled rows or per-word rows), skipping chunks already done for the same fingerprint."""
@@ -232,14 +233,14 @@ def annotate(
     cache.folder.mkdir(parents=True, exist_ok=True)
     manifest_path = cache.folder / MANIFEST
     manifest = {"fingerprint": fingerprint, "n": count, "chunk_size": spec.chunk_size, **spec.__dict__}
-    if manifest_path.is_file():
-        old = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if old.get("fingerprint") != fingerprint:
-            raise XDistilError(
-                f"{cache.folder}: holds annotations made with another teacher, data or settings "
-                f"(fingerprint {old.get('fingerprint')} != {fingerprint}); use a new output folder"
-            )
-    atomic_write_json(manifest_path, manifest)
+    old = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
+    if old is not None:
+        if old.get("fingerprint") != fingerprint:  # another teacher, data or settings made them: annotate afresh
+            log(f"{description}: redone ({changed or 'the teacher, the data or the annotation settings changed'})")
+            for stale in cache.folder.glob("chunk-*.safetensors"):
+                stale.unlink()
+    if old != manifest:  # a finished cache is left untouched
+        atomic_write_json(manifest_path, manifest)
     chunks = cache.num_chunks()
     todo = {i for i in range(chunks) if cache.read_chunk(i) is None}
     if len(todo) < chunks:
@@ -284,15 +285,17 @@ def annotate_parts(
     label_order: Sequence[int] | None,
     long_text: str,
     who: str = "teacher labels",
+    changed: str | None = None,
 ) -> Annotation:
     """Annotate each part (texts, count, fingerprint of the texts) into `folder/<name>`, resuming finished
     chunks; a note says how many texts were longer than the teacher's max_length and what became of them.
-    (`teacher_fingerprint` identifies what annotates: the teacher, or a student's tokenizer for token caches.)"""
+    (`teacher_fingerprint` identifies what annotates: the teacher, or a student's tokenizer for token caches;
+    `changed` says why, in the log, when a part made for another fingerprint is redone.)"""
     caches: dict[str, TransferCache] = {}
     notes: list[str] = []
     for name, (texts, count, texts_fp) in parts.items():
         fp = _fingerprint(teacher_fingerprint, spec.__dict__, texts_fp)
-        caches[name] = annotate(model, tokenizer, texts, count, folder / name, spec, fp, annotator, label_order, f"{who} {name}")
+        caches[name] = annotate(model, tokenizer, texts, count, folder / name, spec, fp, annotator, label_order, f"{who} {name}", changed)
         cut = caches[name].truncated()
         if cut:
             notes.append(f"{name}: {cut} texts longer than {spec.max_length} word pieces were {long_text}")

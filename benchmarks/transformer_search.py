@@ -1,0 +1,121 @@
+"""Dev search for the transformer student's schedule: variants of the 6-layer MiniLM student
+distilled from the benchmark's all-mpnet-base-v2 teacher, chosen on the dev split.
+
+Reuses the classification benchmark's base run folder (fine-tuned teacher and annotated transfer set,
+made by `python benchmarks/classification.py`), so only the students train here. Each variant runs in
+its own folder under benchmarks/cache/classification/full/search/ (a finished one is only loaded
+again); the variants run side by side in one-thread worker processes. The JSON lists every variant's
+dev accuracy (the selection criterion) and, for the record, its test accuracy.
+
+    python benchmarks/transformer_search.py [--variants a,b] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+GOLD = {"name": "gold", "losses": {"gold": 1.0}, "data": "labeled", "epochs": 4, "lr": 3e-5}
+# name -> (stages, distill overrides); the family's default schedule as the full benchmark ran it (soft 3 epochs, then
+# gold) is read from that benchmark's own folder for the same seed: the "current" row
+VARIANTS: dict[str, tuple[list[dict], dict]] = {
+    "soft+representation": (
+        [{"name": "soft+representation", "losses": {"soft": 1.0, "representation": 1.0}, "data": "transfer", "epochs": 3}, GOLD], {}),
+    "soft lr 5e-5 x5": ([{"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 5, "lr": 5e-5}, GOLD], {}),
+    "representation then soft": (
+        [{"name": "representation", "losses": {"representation": 1.0}, "data": "transfer", "epochs": 2, "monitor": "dev_loss"},
+         {"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 3}, GOLD], {}),
+    "soft kl t2": ([{"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 3}, GOLD],
+                   {"soft_loss": "kl", "temperature": 2.0}),
+}
+
+
+def dev_score(metrics: dict) -> float:
+    """The dev accuracy of the student the run kept: the best epoch of its last stage."""
+    last = metrics["stages"]["student"][-1]
+    return max(epoch["dev_score"] for epoch in last["epochs"])
+
+
+def variant_values(base_values: dict, stages: list[dict], overrides: dict, seed: int, layers: int) -> dict:
+    """The run config of one variant: the base run's data and teacher, a MiniLM student, these stages."""
+    values = json.loads(json.dumps(base_values))
+    values["student"] = {"arch": "transformer", "encoder": "minilm-l6", "layers": layers}
+    distill = {k: v for k, v in values["distill"].items() if k not in ("stages", "lr", "batch_size")}
+    values["distill"] = {**distill, **overrides, "stages": stages, "seed": seed}
+    values["evaluation"].update(baseline=False, latency_batch_sizes=[])
+    return values
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    names = [n for n in args.variants.split(",") if n]
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    from benchmarks.classification import run_jobs, run_row
+    from xdistil.progress import log
+
+    work = HERE / "cache" / "classification" / "full"
+    base = work / "base"
+    if not (base / "cache" / "transfer" / "manifest.json").exists():
+        sys.exit(f"{base} holds no annotated transfer set: run `python benchmarks/classification.py` first")
+    from xdistil.config import config_to_dict, load_config
+
+    base_values = config_to_dict(load_config(base / "config.yaml"))
+    started = time.perf_counter()
+    plan = []
+    for name in names:
+        stages, overrides = VARIANTS[name]
+        folder = work / "search" / f"{args.layers}L-seed{args.seed}-{name.replace(' ', '_').replace('+', '_')}"
+        plan.append((name, variant_values(base_values, stages, overrides, args.seed, args.layers), folder))
+    run_jobs([("row", values, str(base), str(folder)) for _, values, folder in plan], [], args.workers)
+
+    rows = []
+    for name, values, folder in plan:
+        metrics, _ = run_row(values, base, folder)
+        rows.append({
+            "variant": name, "stages": values["distill"]["stages"],
+            "overrides": VARIANTS[name][1], "dev_accuracy": dev_score(metrics),
+            "test_accuracy": metrics["student"]["accuracy"], "loyalty": metrics["student"]["loyalty"],
+            "training_seconds": sum(e["seconds"] for s in metrics["stages"]["student"] for e in s["epochs"]),
+        })
+        log(f"{name}: dev {100 * rows[-1]['dev_accuracy']:.1f}%  test {100 * rows[-1]['test_accuracy']:.1f}%")
+    current = work / "transformers" / f"{args.layers}L-seed{args.seed}" / "metrics.json"
+    if current.exists():
+        metrics = json.loads(current.read_text())
+        rows.append({"variant": "current", "stages": "soft 3 epochs (capped), gold 4", "overrides": {},
+                     "dev_accuracy": dev_score(metrics), "test_accuracy": metrics["student"]["accuracy"],
+                     "loyalty": metrics["student"]["loyalty"], "from": str(current.relative_to(HERE.parent))})
+    path = HERE / "results" / f"transformer_search_{args.layers}L_seed{args.seed}.json"
+    previous = json.loads(path.read_text())["rows"] if path.exists() else []
+    rows += [row for row in previous if row["variant"] not in names + ["current"]]
+    best = max(rows, key=lambda row: row["dev_accuracy"])
+    result = {
+        "command": "python " + " ".join(sys.argv), "student": f"all-MiniLM-L6-v2 cut to {args.layers} layers",
+        "teacher": "all-mpnet-base-v2 fine-tuned on the benchmark's 1,000 labels (base run folder)",
+        "seed": args.seed, "selected_on": "dev accuracy (test shown for the record only)",
+        "rows": sorted(rows, key=lambda row: -row["dev_accuracy"]), "best_on_dev": best["variant"],
+        "seconds": time.perf_counter() - started,
+    }
+    path.write_text(json.dumps(result, indent=1))
+    log(f"best on dev: {best['variant']}; figures in {path}")
+
+
+if __name__ == "__main__":
+    main()
