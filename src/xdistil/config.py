@@ -40,6 +40,11 @@ class DataConfig(_Strict):
     pretokenizer: Literal["whitespace", "punctuation"] = Field(
         "whitespace", description="tagging: how unlabeled transfer lines become words (punctuation also splits it off words)"
     )
+    max_chars: int = Field(100_000, ge=100, description="texts longer than this many characters are cut (counted) before tokenizing")
+    transfer_overlap: Literal["drop", "keep", "error"] = Field(
+        "drop", description="transfer texts that are also dev/test texts (after Unicode and whitespace normalisation): "
+        "drop them (counted), keep them, or stop with an error"
+    )
     tokens_column: str = Field("tokens", description="tagging, hub datasets: the column of word lists")
     tags_column: str = Field("ner_tags", description="tagging, hub datasets: the column of tags")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from xdistil.config import DataConfig
 from xdistil.data.builtin import BUILTIN_DATASETS, rotten_tomatoes_files
-from xdistil.data.readers import Table, hub_split, iter_unlabeled, load_hub, read_labeled
+from xdistil.data.readers import MAX_CHARS, Table, hub_split, iter_unlabeled, load_hub, read_labeled, text_key, unify_labels
 from xdistil.data.splits import carve, resolve_size
 from xdistil.data.tagging import TaggedTable, encode_tags, hub_tagged, read_tagged, subset, tag_names
 from xdistil.errors import XDistilError
@@ -44,10 +44,14 @@ class TextStream:
     parts: list[list[str] | Path]
     text_column: str = "text"
     split_sentences: bool = False
+    max_chars: int = MAX_CHARS
+    exclude: frozenset[str] = frozenset()  # text_key()s of dev/test texts: the transfer set must not hold them
+    overlap: str = "drop"  # what to do with a transfer text in `exclude`: drop, keep or error
+    overlap_count: int = 0  # transfer texts found in `exclude` (known after scan())
     _scan: tuple[int, str, list[str]] | None = field(default=None, repr=False)
 
     def _part(self, part: list[str] | Path, notes: list[str] | None) -> Iterator[str]:
-        source = part if isinstance(part, list) else iter_unlabeled(part, self.text_column, notes)
+        source = part if isinstance(part, list) else iter_unlabeled(part, self.text_column, notes, self.max_chars)
         if not self.split_sentences or isinstance(part, list):
             yield from source
             return
@@ -61,8 +65,24 @@ class TextStream:
             notes.append(f"{Path(part).name}: {texts} texts split into {sentences} sentences")
 
     def _texts(self, notes: list[str] | None) -> Iterator[str]:
+        overlap = 0
         for part in self.parts:
-            yield from self._part(part, notes)
+            for text in self._part(part, notes):
+                if self.exclude and text_key(text) in self.exclude:
+                    if self.overlap == "error":
+                        raise XDistilError(
+                            f"{part if isinstance(part, Path) else 'transfer'}: the transfer text {text[:60]!r} is also a dev/test "
+                            "text (leakage); remove it, or set data.transfer_overlap to drop or keep"
+                        )
+                    overlap += 1
+                    if self.overlap == "drop":
+                        continue
+                yield text
+        if notes is not None:
+            self.overlap_count = overlap
+            if overlap:
+                done = "dropped (data.transfer_overlap: drop)" if self.overlap == "drop" else "kept (data.transfer_overlap: keep)"
+                notes.append(f"{overlap} transfer texts are also dev/test texts; {done}")
 
     def __iter__(self) -> Iterator[str]:
         return self._texts(None)
@@ -207,7 +227,9 @@ def load_tagged_corpus(config: DataConfig) -> Corpus:
     names = tag_names(train.entity_types())
     if len(names) < 2:
         raise XDistilError(f"{train.path}: train has no entities (every tag is O); tagging needs at least one entity type")
-    transfer = TextStream(transfer_parts + [Path(p) for p in config.transfer], config.text_column, config.split_transfer_sentences)
+    held_out = frozenset(text_key(" ".join(words)) for words in dev.tokens + test.tokens)
+    transfer = TextStream(transfer_parts + [Path(p) for p in config.transfer], config.text_column, config.split_transfer_sentences,
+                          config.max_chars, held_out, config.transfer_overlap)
     notes.extend(transfer.scan()[2])
 
     def split(table: TaggedTable, role: str) -> Split:
@@ -231,9 +253,13 @@ def load_corpus(config: DataConfig) -> Corpus:
     else:
         if config.train is None:
             raise XDistilError("data.train: no labeled train file given (set data.train or data.dataset)")
-        train_table = read_labeled(config.train, config.text_column, config.label_column, group_column)
-        dev_table = read_labeled(config.dev, config.text_column, config.label_column) if config.dev else None
-        test_table = read_labeled(config.test, config.text_column, config.label_column) if config.test else None
+        columns = (config.text_column, config.label_column)
+        train_table = read_labeled(config.train, *columns, group_column, max_chars=config.max_chars)
+        dev_table = read_labeled(config.dev, *columns, max_chars=config.max_chars) if config.dev else None
+        test_table = read_labeled(config.test, *columns, max_chars=config.max_chars) if config.test else None
+    for table in (train_table, dev_table, test_table):
+        notes.extend(table.notes if table is not None else [])
+    notes.extend(unify_labels([train_table, dev_table, test_table]))
 
     groups = train_table.groups
     seed = config.split_seed
@@ -263,7 +289,9 @@ def load_corpus(config: DataConfig) -> Corpus:
     names = sorted(set(train_table.labels))
     if len(names) < 2:
         raise XDistilError(f"{train_table.path}: train has a single class '{names[0]}'; classification needs at least two")
-    transfer = TextStream(transfer_parts + [Path(p) for p in transfer_paths], config.text_column, config.split_transfer_sentences)
+    held_out = frozenset(text_key(t) for t in dev_table.texts + test_table.texts)
+    transfer = TextStream(transfer_parts + [Path(p) for p in transfer_paths], config.text_column, config.split_transfer_sentences,
+                          config.max_chars, held_out, config.transfer_overlap)
     notes.extend(transfer.scan()[2])  # reads every transfer file once: bad lines fail now, not mid-run
     return Corpus(
         label_names=names,

@@ -12,14 +12,31 @@ import gzip
 import io
 import json
 import math
-from collections.abc import Iterator
-from typing import BinaryIO
+import unicodedata
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from xdistil.errors import XDistilError
 
 TABLE_FORMATS = {".csv": ",", ".tsv": "\t"}
+# texts longer than this are cut before any tokenizer sees them: memory stays bounded per text
+MAX_CHARS = 100_000
+
+
+def clip(text: str, max_chars: int) -> tuple[str, bool]:
+    """The text cut to `max_chars` characters, and whether it was cut."""
+    return (text, False) if len(text) <= max_chars else (text[:max_chars], True)
+
+
+def clipped_note(name: str, count: int, max_chars: int) -> str:
+    return f"{name}: {count} texts longer than {max_chars:,} characters were cut to that length (data.max_chars)"
+
+
+def text_key(text: str) -> str:
+    """A text as compared for duplicates: Unicode NFKC, with no whitespace at all."""
+    return "".join(unicodedata.normalize("NFKC", text).split())
 
 
 @dataclass
@@ -77,40 +94,85 @@ def _is_missing(value: object) -> bool:
 
 
 def _label_text(value: object) -> str:
+    """Every reader's label rule: a string, Unicode NFC, surrounding whitespace stripped (numbers that
+    mean the same class are unified later, by `unify_labels`)."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    return unicodedata.normalize("NFC", str(value)).strip()
+
+
+def _number(label: str) -> float | None:
+    try:
+        value = float(label)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _looks_alike(label: str) -> str:
+    """A label with case, inner whitespace and invisible characters removed: near-duplicates share it."""
+    visible = "".join(c for c in label if unicodedata.category(c) not in ("Cf", "Cc"))
+    return "".join(visible.casefold().split())
+
+
+def unify_labels(tables: Sequence[Table | None]) -> list[str]:
+    """Make labels that are the same number one class, spelled as first seen (train is read first):
+    `1`, `1.0` and `01` in any file are one label. Returns warnings for labels that still differ only in
+    case, inner whitespace or invisible characters (they stay separate classes: the user decides)."""
+    spelling: dict[float, str] = {}
+    for table in tables:
+        if table is None or table.labels is None:
+            continue
+        for i, label in enumerate(table.labels):
+            value = _number(label)
+            if value is not None:
+                table.labels[i] = spelling.setdefault(value, label)
+    groups: dict[str, set[str]] = {}
+    for table in tables:
+        for label in (table.labels or []) if table is not None else []:
+            groups.setdefault(_looks_alike(label), set()).add(label)
+    return [f"labels {sorted(map(repr, names))} differ only in case, spacing or invisible characters; they are kept as "
+            "separate classes - fix the data if they are one" for names in groups.values() if len(names) > 1]
 
 
 def _collect(
-    path: Path, records: list[tuple[int, dict]], text_column: str, label_column: str | None, group_column: str | None
+    path: Path, records: list[tuple[int, dict]], text_column: str, label_column: str | None, group_column: str | None,
+    max_chars: int = MAX_CHARS,
 ) -> Table:
     """Turn (line, record) pairs into a Table, refusing missing fields with the line number."""
     texts: list[str] = []
     labels: list[str] | None = [] if label_column else None
     groups: list[str] | None = [] if group_column else None
+    cut = 0
     for line, record in records:
         text = record.get(text_column)
         if text is None:
             raise XDistilError(f"{path}: line {line}: no '{text_column}' field (set the text column name)")
         if not isinstance(text, str) or not text.strip():
             raise XDistilError(f"{path}: line {line}: empty text in '{text_column}'; expected non-empty text")
-        texts.append(text.strip())
+        text, was_cut = clip(text.strip(), max_chars)
+        cut += was_cut
+        texts.append(text)
         if labels is not None:
             label = record.get(label_column)
             if _is_missing(label):
                 raise XDistilError(f"{path}: line {line}: missing label in '{label_column}'; every labeled row needs one")
+            if isinstance(label, (list, dict)):
+                raise XDistilError(f"{path}: line {line}: label in '{label_column}' is a JSON {type(label).__name__}; "
+                                   "expected one string or number")
             labels.append(_label_text(label))
         if groups is not None:
             groups.append(str(record.get(group_column, "")))
     if not texts:
         raise XDistilError(f"{path}: no rows; expected at least one example")
-    return Table(path, texts, labels, groups)
+    return Table(path, texts, labels, groups, notes=[clipped_note(path.name, cut, max_chars)] if cut else [])
 
 
-def _read_delimited(path: Path, delimiter: str, text_column: str, label_column: str | None, group_column: str | None) -> Table:
+def _read_delimited(
+    path: Path, delimiter: str, text_column: str, label_column: str | None, group_column: str | None, max_chars: int = MAX_CHARS
+) -> Table:
     content = read_text_file(path)
     if not content.strip():
         raise XDistilError(f"{path}: empty file; expected a header row and examples")
@@ -139,7 +201,7 @@ def _read_delimited(path: Path, delimiter: str, text_column: str, label_column: 
         raise XDistilError(f"{path}: line {reader.line_num}: cannot parse {kind} ({err})") from None
     if not records:
         raise XDistilError(f"{path}: only a header, no rows; expected at least one example")
-    return _collect(path, records, text_column, label_column, group_column)
+    return _collect(path, records, text_column, label_column, group_column, max_chars)
 
 
 def iter_json_objects(path: Path) -> Iterator[tuple[int, dict]]:
@@ -156,21 +218,24 @@ def iter_json_objects(path: Path) -> Iterator[tuple[int, dict]]:
         yield number, record
 
 
-def _read_jsonl(path: Path, text_column: str, label_column: str | None, group_column: str | None) -> Table:
+def _read_jsonl(path: Path, text_column: str, label_column: str | None, group_column: str | None, max_chars: int = MAX_CHARS) -> Table:
     records = list(iter_json_objects(path))
     if not records:
         raise XDistilError(f"{path}: empty file; expected one JSON object per line")
-    return _collect(path, records, text_column, label_column, group_column)
+    return _collect(path, records, text_column, label_column, group_column, max_chars)
 
 
-def read_labeled(path: str | Path, text_column: str = "text", label_column: str = "label", group_column: str | None = None) -> Table:
-    """Read a labeled CSV, TSV or JSONL file."""
+def read_labeled(
+    path: str | Path, text_column: str = "text", label_column: str = "label", group_column: str | None = None,
+    max_chars: int = MAX_CHARS,
+) -> Table:
+    """Read a labeled CSV, TSV or JSONL file; texts longer than `max_chars` are cut and counted in its notes."""
     path = Path(path)
     fmt = file_format(path)
     if fmt in ("csv", "tsv"):
-        return _read_delimited(path, TABLE_FORMATS["." + fmt], text_column, label_column, group_column)
+        return _read_delimited(path, TABLE_FORMATS["." + fmt], text_column, label_column, group_column, max_chars)
     if fmt == "jsonl":
-        return _read_jsonl(path, text_column, label_column, group_column)
+        return _read_jsonl(path, text_column, label_column, group_column, max_chars)
     raise XDistilError(f"{path}: unsupported labeled format; expected .csv, .tsv or .jsonl (optionally .gz/.bz2)")
 
 
@@ -185,43 +250,54 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
             yield number, line.rstrip("\n").rstrip("\r")
 
 
-def iter_unlabeled(path: str | Path, text_column: str = "text", notes: list[str] | None = None) -> Iterator[str]:
+def iter_unlabeled(
+    path: str | Path, text_column: str = "text", notes: list[str] | None = None, max_chars: int = MAX_CHARS
+) -> Iterator[str]:
     """Unlabeled transfer texts one at a time: plain text (one example per line) and JSONL stream from disk,
     so a transfer set of any size costs no memory; CSV/TSV are read whole. Skipped blank lines are
-    counted into `notes` once the file is finished."""
+    counted into `notes` once the file is finished, as are texts cut to `max_chars`."""
     path = Path(path)
     fmt = file_format(path)
     if fmt in ("csv", "tsv"):
-        yield from _read_delimited(path, TABLE_FORMATS["." + fmt], text_column, None, None).texts
+        table = _read_delimited(path, TABLE_FORMATS["." + fmt], text_column, None, None, max_chars)
+        if notes is not None:
+            notes.extend(table.notes)
+        yield from table.texts
         return
-    count = blank = 0
+    count = blank = cut = 0
     if fmt == "jsonl":
         for number, record in iter_json_objects(path):
             text = record.get(text_column)
             if not isinstance(text, str) or not text.strip():
                 raise XDistilError(f"{path}: line {number}: no non-empty '{text_column}' text field")
             count += 1
-            yield text.strip()
+            text, was_cut = clip(text.strip(), max_chars)
+            cut += was_cut
+            yield text
     else:
         for _, line in iter_lines(path):
             if not line.strip():
                 blank += 1
                 continue
             count += 1
-            yield line.strip()
+            text, was_cut = clip(line.strip(), max_chars)
+            cut += was_cut
+            yield text
     if not count:
         raise XDistilError(f"{path}: no text; expected one example per line")
     if blank and notes is not None:
         notes.append(f"{path.name}: {blank} blank lines skipped")
+    if cut and notes is not None:
+        notes.append(clipped_note(path.name, cut, max_chars))
 
 
-def read_unlabeled(path: str | Path, text_column: str = "text") -> Table:
+def read_unlabeled(path: str | Path, text_column: str = "text", max_chars: int = MAX_CHARS) -> Table:
     """Read unlabeled transfer text whole: one example per line, or a CSV/TSV/JSONL with a text column.
 
     Blank lines of a plain text file are skipped and counted in the table's notes.
     """
     notes: list[str] = []
-    texts = list(iter_unlabeled(path, text_column, notes))
+    texts = list(iter_unlabeled(path, text_column, notes, max_chars))
     return Table(Path(path), texts, notes=notes)
 
 

@@ -1,11 +1,14 @@
 """The student on disk: safetensors weights, a JSON config and the teacher's tokenizer, loadable in one call.
 
 Any registered family saves and loads the same way: `student_config.json` names its `arch` and
-holds the family's own config, from which the registry re-creates the architecture.
+holds the family's own config, from which the registry re-creates the architecture. The folder is
+tamper-evident: `manifest.json`, written last, holds the SHA-256 of every other file, and loading
+verifies it and the parts' consistency (tokenizer size, embedding rows, label count vs output width).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
 from xdistil.errors import XDistilError
+from xdistil.storage import atomic_write_json, replace_folder, staging_folder
 from xdistil.student.base import Student
 from xdistil.student.inputs import batch_inputs, student_ids, word_batch
 from xdistil.student.registry import family
@@ -24,6 +28,7 @@ from xdistil.text import encode_words
 
 WEIGHTS = "model.safetensors"
 CONFIG = "student_config.json"
+MANIFEST = "manifest.json"
 
 
 class DistilledStudent:
@@ -83,15 +88,24 @@ class DistilledTagger(DistilledStudent):
 PREDICTORS = {"classification": DistilledClassifier, "tagging": DistilledTagger}
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_student(
     folder: str | Path, model: Student, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int
 ) -> Path:
-    """Write weights, config and tokenizer into `folder`."""
+    """Write weights, config and tokenizer into a staging folder, then the manifest of their checksums,
+    then move it into place as `folder` (a killed save leaves the previous student or none, never half of one)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    tmp = staging_folder(folder)
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     tensors["vocab.teacher_ids"] = torch.as_tensor(vocab.teacher_ids)
-    save_file(tensors, str(folder / WEIGHTS))
+    save_file(tensors, str(tmp / WEIGHTS))
     meta = {
         "arch": model.arch,
         "task": "tagging" if model.per_word else "classification",
@@ -102,17 +116,41 @@ def save_student(
         "unk_teacher_id": int(vocab.teacher_ids[vocab.unk_id]),
         "pad_teacher_id": int(vocab.teacher_ids[vocab.pad_id]),
     }
-    (folder / CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    tokenizer.save_pretrained(str(folder))
+    (tmp / CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    tokenizer.save_pretrained(str(tmp))
+    files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+    atomic_write_json(tmp / MANIFEST, {"format": "xdistil-student/1", "sha256": files})
+    replace_folder(tmp, folder)
     return folder
 
 
+def verify_student_files(folder: Path) -> None:
+    """Refuse a student folder whose files are missing or altered since it was saved."""
+    if not (folder / MANIFEST).is_file():
+        raise XDistilError(f"{folder / MANIFEST}: missing; expected the checksums xdistil writes last when it saves a student "
+                           "(the save did not finish, or the folder was not made by xdistil)")
+    try:
+        expected = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise XDistilError(f"{folder / MANIFEST}: not a valid student manifest") from None
+    for name in (WEIGHTS, CONFIG):
+        if name not in expected:
+            raise XDistilError(f"{folder / MANIFEST}: lists no checksum for {name}")
+    for name, digest in expected.items():
+        path = folder / name
+        if not path.is_file():
+            raise XDistilError(f"{path}: missing; the student folder is incomplete")
+        if _sha256(path) != digest:
+            raise XDistilError(f"{path}: altered since the student was saved (checksum mismatch); re-export the student")
+
+
 def load_student(folder: str | Path) -> DistilledStudent:
-    """Load a student saved by xdistil; returns an object with `predict(texts)` (classification)
-    or `predict(sentences)` (tagging)."""
+    """Load a student saved by xdistil, after verifying its files; returns an object with
+    `predict(texts)` (classification) or `predict(sentences)` (tagging)."""
     folder = Path(folder)
-    if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
-        raise XDistilError(f"{folder}: not an xdistil student (expected {CONFIG} and {WEIGHTS})")
+    if not folder.is_dir() or not (folder / CONFIG).is_file():
+        raise XDistilError(f"{folder}: not an xdistil student (expected a folder with {CONFIG}, {WEIGHTS} and {MANIFEST})")
+    verify_student_files(folder)
     meta = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
     tensors = load_file(str(folder / WEIGHTS))
     vocab = PrunedVocab(
@@ -120,8 +158,24 @@ def load_student(folder: str | Path) -> DistilledStudent:
     )
     try:
         model = family(meta.get("arch", "bilstm")).from_config(meta["model"])
-    except ValueError as err:
-        raise XDistilError(f"{folder / CONFIG}: {err}") from None
-    model.load_state_dict(tensors)
+        model.load_state_dict(tensors)
+    except (ValueError, RuntimeError) as err:
+        raise XDistilError(f"{folder / WEIGHTS}: does not fit {CONFIG} ({str(err).splitlines()[0]})") from None
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    _check_consistent(folder, model, tokenizer, vocab, meta)
     return PREDICTORS[meta["task"]](model, tokenizer, vocab, meta["label_names"], meta["max_length"])
+
+
+def _check_consistent(folder: Path, model: Student, tokenizer, vocab: PrunedVocab, meta: dict) -> None:
+    """The parts agree: the tokenizer is the one the vocabulary was pruned from, every vocabulary entry
+    has an embedding row, and there is one label name per output."""
+    if len(tokenizer) != vocab.teacher_vocab_size:
+        raise XDistilError(f"{folder}: the tokenizer has {len(tokenizer):,} word pieces, the student was trained with "
+                           f"{vocab.teacher_vocab_size:,}; expected its own tokenizer files")
+    rows = model.embedding_parameters()[0].shape[0]
+    if rows != len(vocab):
+        raise XDistilError(f"{folder / WEIGHTS}: {rows:,} embedding rows for a vocabulary of {len(vocab):,}")
+    with torch.inference_mode():
+        width = model.eval()(model.example_inputs()).logits.shape[-1]
+    if width != len(meta["label_names"]):
+        raise XDistilError(f"{folder / CONFIG}: {len(meta['label_names'])} label names for a student with {width} outputs")
