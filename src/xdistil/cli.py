@@ -106,6 +106,11 @@ def run(
             values.setdefault("student", {})[key] = value
     if out is not None:
         values["out"] = str(out)
+    elif not config:  # flags alone: a folder named for the data and settings, so the same command resumes it
+        from xdistil.fingerprint import fingerprint
+
+        stem = Path(str(train)).stem if train else str(dataset).replace("/", "_")
+        values["out"] = str(Path("runs") / f"{stem}-{fingerprint(values)[:8]}")
     if seed is not None:
         values["seed"] = seed
     if not config and not (train or dataset):
@@ -141,35 +146,55 @@ def evaluate(config: ConfigArg) -> None:
 def predict(
     student: Annotated[Path, typer.Argument(help="a student folder (RUN/student)")],
     texts: Annotated[Optional[list[str]], typer.Argument(help="texts to classify")] = None,
-    input: Annotated[Optional[Path], typer.Option("--input", help="file of texts, one per line")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", help="file of texts: one per line (.txt), or CSV/TSV/JSONL with a text column")] = None,
+    text_column: Annotated[str, typer.Option(help="the text column of a CSV/TSV/JSONL --input")] = "text",
     probabilities: Annotated[bool, typer.Option(help="print JSON lines with probabilities")] = False,
 ) -> None:
-    """Classify texts with a saved student: one label per line, in input order. A tagging student
-    tags each whitespace-separated word: one `word/TAG ...` line per text."""
-    from xdistil.data.readers import read_unlabeled
+    """Classify texts with a saved student: exactly one output line per input text, in input order (an
+    empty input line gets an empty output line, or null label and probabilities with --probabilities).
+    A tagging student tags each whitespace-separated word: one `word/TAG ...` line per text."""
+    from xdistil.data.readers import MAX_CHARS, clip, file_format, iter_lines, read_unlabeled
     from xdistil.student.io import DistilledTagger, load_student
 
     model = load_student(student)
     items = list(texts or [])
     if input is not None:
-        items += read_unlabeled(input).texts
+        if file_format(input) == "txt":  # every line, blank ones included, so output lines match input lines
+            items += [line.strip() for _, line in iter_lines(input)]
+        else:
+            items += read_unlabeled(input, text_column).texts
     if not items:
         raise XDistilError("predict: no texts given (pass texts or --input FILE)")
+    cut = sum(len(t) > MAX_CHARS for t in items)
+    items = [clip(t, MAX_CHARS)[0] for t in items]
+    blank = [i for i, t in enumerate(items, start=1) if not t]
+    if blank:
+        shown = ", ".join(map(str, blank[:10])) + (" ..." if len(blank) > 10 else "")
+        print(f"note: {len(blank)} empty input text(s) (number {shown}) got an empty output line", file=sys.stderr)
+    if cut:
+        print(f"note: {cut} text(s) longer than {MAX_CHARS:,} characters were cut to that length", file=sys.stderr)
+    present = [t for t in items if t]
     if isinstance(model, DistilledTagger):
-        for text, rows in zip(items, model.predict_proba(items)):
-            words, tags = text.split(), [model.label_names[i] for i in rows.argmax(1)]
+        rows = iter(model.predict_proba(present))
+        for text in items:
+            words = text.split()
+            probs = next(rows) if text else None
+            tags = [model.label_names[i] for i in probs.argmax(1)] if probs is not None else []
             if probabilities:
-                typer.echo(json.dumps({"tokens": words, "tags": tags, "probabilities": rows.round(4).tolist()}, ensure_ascii=False))
+                typer.echo(json.dumps({"tokens": words, "tags": tags, "probabilities": probs.round(4).tolist() if probs is not None else []},
+                                      ensure_ascii=False))
             else:
                 typer.echo(" ".join(f"{w}/{t}" for w, t in zip(words, tags)))
         return
-    probs = model.predict_proba(items)
-    for text, row in zip(items, probs):
-        label = model.label_names[int(row.argmax())]
+    rows = iter(model.predict_proba(present))
+    for text in items:
+        row = next(rows) if text else None
+        label = model.label_names[int(row.argmax())] if row is not None else None
         if probabilities:
-            typer.echo(json.dumps({"text": text, "label": label, "probabilities": dict(zip(model.label_names, map(float, row)))}))
+            probs = dict(zip(model.label_names, map(float, row))) if row is not None else None
+            typer.echo(json.dumps({"text": text, "label": label, "probabilities": probs}, ensure_ascii=False))
         else:
-            typer.echo(label)
+            typer.echo(label or "")
 
 
 @app.command()
@@ -270,7 +295,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         # typer turns Ctrl-C into a returned 130 (it may vendor its own click: exceptions are matched by name)
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="xdistil")
     except XDistilError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -165,7 +165,7 @@ class EvaluationConfig(_Strict):
     baseline_epochs: int = Field(30, ge=1, description="epochs for the no-distillation baseline on the gold labels")
     latency_batch_sizes: list[int] = Field(default_factory=lambda: [1, 32], description="empty: no latency measurement")
     latency_repeats: int = Field(20, ge=1)
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, description="CPU threads for the latency measurement; default the run's")
 
 
 class RunConfig(_Strict):
@@ -176,6 +176,7 @@ class RunConfig(_Strict):
     out: Path = Path("runs/demo")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads for the whole run; default torch's (all cores)")
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
@@ -247,8 +248,34 @@ def build_config(values: dict[str, Any], source: str = "config") -> RunConfig:
         raise XDistilError(_one_line(err, source)) from None
 
 
+def absolute_paths(config: RunConfig, base: Path) -> RunConfig:
+    """The config with its file paths made absolute against `base` (the config file's folder, or the
+    working directory for flags): data files and `out` always; a teacher or student encoder only when
+    such a folder exists there (otherwise it is a built-in name or a hub id)."""
+    base = base.resolve()
+
+    def where(path: Path) -> Path:
+        return path if path.is_absolute() else base / path
+
+    def maybe(name: str) -> str:
+        local = Path(name).expanduser()
+        return str(where(local)) if not local.is_absolute() and where(local).exists() else name
+
+    data = config.data.model_copy(update={
+        "train": where(config.data.train) if config.data.train else None,
+        "dev": where(config.data.dev) if config.data.dev else None,
+        "test": where(config.data.test) if config.data.test else None,
+        "transfer": [where(p) for p in config.data.transfer],
+    })
+    update: dict[str, Any] = {"data": data, "out": where(config.out), "teacher": config.teacher.model_copy(update={"model": maybe(config.teacher.model)})}
+    encoder = getattr(config.student, "encoder", None)
+    if isinstance(encoder, str):
+        update["student"] = config.student.model_copy(update={"encoder": maybe(encoder)})
+    return config.model_copy(update=update)
+
+
 def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a YAML config file."""
+    """Read and validate a YAML config file; relative paths in it are relative to the file's folder."""
     path = Path(path)
     if not path.is_file():
         raise XDistilError(f"{path}: config file not found")
@@ -258,7 +285,9 @@ def load_config(path: str | Path) -> RunConfig:
         raise XDistilError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise XDistilError(f"{path}: expected a mapping of sections at the top level")
-    return build_config(values, str(path))
+    if "out" not in values:  # a run folder of its own beside the config, never another run's
+        values = {**values, "out": str(Path("runs") / path.stem)}
+    return absolute_paths(build_config(values, str(path)), path.parent)
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:

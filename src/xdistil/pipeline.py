@@ -17,7 +17,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from xdistil.config import RunConfig, config_to_dict
+from xdistil.config import RunConfig, absolute_paths, config_to_dict
 from xdistil.data.corpus import Corpus
 from xdistil.distill.data import TransferBatches, cached_data, warn_if_constant
 from xdistil.distill.losses import needs_teacher
@@ -63,7 +63,10 @@ class Run:
     """One run folder. Properties compute a step on first use, or load it when the folder already has it."""
 
     def __init__(self, config: RunConfig, overwrite: bool = False):
+        config = absolute_paths(config, Path.cwd())  # the saved config reproduces the run from any directory
         self.config = config
+        if config.threads:
+            torch.set_num_threads(config.threads)
         self.out = Path(config.out)
         self.task = get_task(config.task)
         self.previous = prepare_folder(self.out, config, overwrite)
@@ -84,7 +87,8 @@ class Run:
         enter_step("reading the data")
         corpus = self.task.load_corpus(self.config.data)
         data_fp = corpus.fingerprint(self.config.task)
-        record_data(self.out, data_fp, {"sizes": corpus.sizes(), "labels": corpus.label_names, "notes": corpus.notes})
+        record_data(self.out, data_fp, {"sizes": corpus.sizes(), "labels": corpus.label_names, "notes": corpus.notes,
+                                        "transfer_overlap": {"policy": self.config.data.transfer_overlap, "count": corpus.transfer.overlap_count}})
         log(f"data: {', '.join(f'{k} {v:,}' for k, v in corpus.sizes().items())}; labels {corpus.label_names}")
         for note in corpus.notes:
             log(f"  {note}")
@@ -256,12 +260,35 @@ class Run:
         """Run the steps up to and including `until`; earlier finished steps are loaded, not redone."""
         if until not in STEPS:
             raise XDistilError(f"unknown step '{until}'; expected one of {', '.join(STEPS)}")
-        resolve_teacher(self.config.teacher.model)  # a mistyped teacher fails before any data is read
+        self._preflight()
         for step, make in zip(STEPS, (lambda: self.teacher, lambda: self.inputs, self._students)):
             make()
             if step == until:
                 return None
         return self.evaluate()
+
+    def _preflight(self) -> None:
+        """Check what can be checked before anything trains: the teacher exists, its layer indices and the
+        student's settings fit the teacher's config (the data is checked as it is read, also first)."""
+        from transformers import AutoConfig
+
+        config = self.config
+        source = resolve_teacher(config.teacher.model)  # a mistyped teacher fails before any data is read
+        try:
+            teacher_config = AutoConfig.from_pretrained(source)
+        except (OSError, ValueError) as err:
+            raise XDistilError(f"teacher '{config.teacher.model}': could not read its config ({str(err).splitlines()[0]})") from None
+        layers = getattr(teacher_config, "num_hidden_layers", None)
+        if layers is not None:
+            if config.teacher.layer is not None and not 0 <= config.teacher.layer <= layers:
+                raise XDistilError(f"teacher.layer: {config.teacher.layer} is out of range; the teacher's hidden states are 0-{layers}")
+            for student_index, teacher_index in config.distill.layer_map.items():
+                if not 0 <= teacher_index <= layers:
+                    raise XDistilError(f"distill.layer_map: {student_index} -> {teacher_index}: the teacher's hidden states are 0-{layers}")
+            if config.distill.attention_layers and not 0 <= config.distill.attention_layers[1] < layers:
+                raise XDistilError(f"distill.attention_layers: teacher layer {config.distill.attention_layers[1]} does not exist "
+                                   f"(0-{layers - 1})")
+        family(config.student.arch).preflight(config.student, teacher_config)
 
     def _students(self) -> None:
         """The distilled student and, when evaluation compares against it, the no-distillation baseline."""

@@ -133,7 +133,7 @@ def unify_labels(tables: Sequence[Table | None]) -> list[str]:
     for table in tables:
         for label in (table.labels or []) if table is not None else []:
             groups.setdefault(_looks_alike(label), set()).add(label)
-    return [f"labels {sorted(map(repr, names))} differ only in case, spacing or invisible characters; they are kept as "
+    return [f"labels {', '.join(sorted(map(repr, names)))} differ only in case, spacing or invisible characters; they are kept as "
             "separate classes - fix the data if they are one" for names in groups.values() if len(names) > 1]
 
 

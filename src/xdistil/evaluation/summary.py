@@ -90,9 +90,16 @@ def _speed(timings: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
 
 def run_metrics(run: Finished) -> dict:
     """Every figure of metrics.json but the step timings, with `evaluation.threads` CPU threads."""
-    config, corpus, student = run.config, run.corpus, run.student.model
-    threads = config.evaluation.threads or torch.get_num_threads()
+    threads, before = run.config.evaluation.threads or torch.get_num_threads(), torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        return _metrics(run, threads)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _metrics(run: Finished, threads: int) -> dict:
+    config, corpus, student = run.config, run.corpus, run.student.model
     student_quality = quality(run, np.concatenate(predict_rows(student, run.test, run.device)))
     baseline = run.baseline.model if run.baseline is not None else None
     baseline_quality = quality(run, np.concatenate(predict_rows(baseline, run.test, run.device))) if baseline else None

@@ -62,6 +62,11 @@ class Student(nn.Module):
         return teacher
 
     @classmethod
+    def preflight(cls, settings: StudentSettings, teacher_config) -> None:
+        """Check the settings against the teacher's (transformers) config before anything trains; raise
+        XDistilError naming the setting. Families with nothing to check need not override it."""
+
+    @classmethod
     def from_config(cls, config: dict[str, Any]) -> Student:
         """The student's architecture from `config()` output, weights uninitialised (for loading)."""
         raise NotImplementedError

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
+from xdistil.data.readers import MAX_CHARS, clip
 from xdistil.errors import XDistilError
 from xdistil.storage import atomic_write_json, replace_folder, staging_folder
 from xdistil.student.base import Student
@@ -47,31 +48,38 @@ class DistilledClassifier(DistilledStudent):
     """A trained classification student: `predict(texts)` gives label names."""
 
     @torch.inference_mode()
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """Class probabilities, one row per text, columns in `label_names` order."""
+    def predict_proba(self, texts: Sequence[str] | str, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities, one row per text (a string is one text), columns in `label_names` order."""
+        texts = [texts] if isinstance(texts, str) else [clip(t, MAX_CHARS)[0] for t in texts]
+        if not texts:
+            return np.zeros((0, len(self.label_names)), dtype=np.float32)
         ids = student_ids(self.tokenizer, self.vocab, texts, self.max_length)
         rows = []
         for start in range(0, len(ids), batch_size):
             batch = batch_inputs(ids[start : start + batch_size], self.vocab.pad_id)
             rows.append(torch.softmax(self.model(batch).logits.float(), dim=-1))
-        return torch.cat(rows).numpy() if rows else np.zeros((0, len(self.label_names)))
+        return torch.cat(rows).numpy()
 
-    def predict(self, texts: Sequence[str], batch_size: int = 256) -> list[str]:
-        """The most probable label name for each text."""
+    def predict(self, texts: Sequence[str] | str, batch_size: int = 256) -> list[str]:
+        """The most probable label name for each text (a string is one text: a list of one label)."""
         return [self.label_names[i] for i in self.predict_proba(texts, batch_size).argmax(axis=1)]
 
 
 class DistilledTagger(DistilledStudent):
     """A trained tagging student: `predict(sentences)` gives one IOB2 tag per word.
 
-    A sentence is a list of words, or a string split on whitespace. Every word is tagged, however
-    long the sentence (the student reads the whole sentence; `max_length` does not cut it).
+    A sentence is a list of words, or a string split on whitespace (a lone string is one sentence).
+    Every word is tagged, however long the sentence (the student reads it whole; `max_length` does not cut it).
     """
 
     @torch.inference_mode()
     def predict_proba(self, sentences: Sequence[Sequence[str] | str], batch_size: int = 128) -> list[np.ndarray]:
         """Per sentence, a (words, labels) array of probabilities, columns in `label_names` order."""
-        words = [s.split() if isinstance(s, str) else list(s) for s in sentences]
+        if isinstance(sentences, str):  # one sentence, not a sequence of one-character sentences
+            sentences = [sentences]
+        words = [clip(s, MAX_CHARS)[0].split() if isinstance(s, str) else list(s) for s in sentences]
+        if not words:
+            return []
         encoded = encode_words(self.tokenizer, words)
         out: list[np.ndarray] = []
         for start in range(0, len(encoded), batch_size):

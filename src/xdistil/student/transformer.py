@@ -109,6 +109,20 @@ class TransformerStudent(Student):
         return teacher if settings.encoder == "teacher" else settings.encoder
 
     @classmethod
+    def preflight(cls, settings: TransformerSettings, teacher_config) -> None:
+        """The kept layers exist in the encoder (read from its config, not its weights)."""
+        from xdistil.teacher.models import resolve_teacher
+
+        if settings.encoder == "teacher":
+            source = teacher_config
+        else:
+            try:
+                source = AutoConfig.from_pretrained(resolve_teacher(settings.encoder))
+            except OSError as err:
+                raise XDistilError(f"student.encoder '{settings.encoder}': could not read its config ({str(err).splitlines()[0]})") from None
+        kept_layers(settings.layers, source.num_hidden_layers)
+
+    @classmethod
     def build(cls, settings: TransformerSettings, context: StudentContext) -> TransformerStudent:
         from xdistil.teacher.models import resolve_teacher
 
