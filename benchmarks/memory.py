@@ -1,12 +1,14 @@
-"""Peak memory of a whole run against the transfer set's size (10k, 100k, 1M short lines).
+"""Peak memory of a whole run against the transfer set's size (10k, 100k, 1M short lines), and
+against one 50 MB line (in the transfer set of a run, and through `xdistil predict --input`).
 
 Annotation and distillation stream from disk, so peak RSS should barely grow with the transfer
-set: the goal is at most 1.5x between 100k and 1M lines. Each size runs `xdistil run` in its own
-process with a tiny BERT teacher built from a config (synthetic text; no downloads), and the
-process's own peak RSS is read with os.wait4. Prints a table and writes
-benchmarks/results/memory.json.
+set: the goal is at most 1.5x between 100k and 1M lines. Texts are cut to `data.max_chars` before
+any tokenizer sees them, so one 50 MB line should cost at most 1.5x the same run without it. Each
+case runs `xdistil` in its own process with a tiny BERT teacher built from a config (synthetic
+text; no downloads), and the process's own peak RSS is read with os.wait4. Prints a table and
+writes benchmarks/results/memory.json.
 
-    python benchmarks/memory.py [--sizes 10000 100000 1000000]
+    python benchmarks/memory.py [--sizes 10000 100000 1000000] [--long-line-mb 50]
 """
 
 from __future__ import annotations
@@ -63,13 +65,28 @@ def labeled(path: Path, count: int, words: list[str], rng: random.Random) -> Non
             handle.write(" ".join(rng.choices(side, k=8)) + f",{'a' if i % 2 else 'b'}\n")
 
 
-def run_size(size: int, teacher: Path, words: list[str]) -> dict:
-    folder = WORK / f"n{size}"
+def peak_rss(args: list[str], what: str) -> tuple[float, float]:
+    """(peak RSS in MB, seconds) of one `xdistil` command in its own process."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "xdistil", *args], env={**os.environ, "XDISTIL_QUIET": "1"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{what} failed: {process.stderr.read().decode()[-2000:]}")
+    return round(usage.ru_maxrss / 1024, 1), round(time.perf_counter() - started, 1)
+
+
+def run_size(size: int, teacher: Path, words: list[str], long_line_mb: int = 0) -> dict:
+    folder = WORK / (f"n{size}" + (f"-line{long_line_mb}mb" if long_line_mb else ""))
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(size)
     transfer = folder / "transfer.txt"
     if not transfer.is_file():
         write_lines(transfer, size, words, rng)
+        if long_line_mb:  # one line of `long_line_mb` MB in the middle of the file's words
+            with open(transfer, "a", encoding="utf-8") as handle:
+                word = " ".join(words[:200]) + " "
+                handle.write(word * (long_line_mb * 2**20 // len(word)) + "\n")
     for name, count in (("train", 300), ("dev", 100), ("test", 200)):
         labeled(folder / f"{name}.csv", count, words, rng)
     config = {
@@ -83,19 +100,20 @@ def run_size(size: int, teacher: Path, words: list[str]) -> dict:
         "evaluation": {"baseline": False, "latency_repeats": 3},
     }
     (folder / "run.yaml").write_text(yaml.safe_dump(config))
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "xdistil", "run", str(folder / "run.yaml"), "--overwrite"],
-                               env={**os.environ, "XDISTIL_QUIET": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        raise SystemExit(f"run with {size} lines failed: {process.stderr.read().decode()[-2000:]}")
-    return {"lines": size, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "seconds": round(seconds, 1)}
+    peak, seconds = peak_rss(["run", str(folder / "run.yaml"), "--overwrite"], f"run with {size} lines")
+    row = {"lines": size, "long_line_mb": long_line_mb, "peak_rss_mb": peak, "seconds": seconds}
+    if long_line_mb:  # the same lines through predict, with and without the long one
+        short = folder / "predict_short.txt"
+        short.write_text("".join(open(transfer, encoding="utf-8").readlines()[:size]), encoding="utf-8")
+        for name, source in (("predict_peak_rss_mb", short), ("predict_long_line_peak_rss_mb", transfer)):
+            row[name], _ = peak_rss(["predict", str(folder / "run" / "student"), "--input", str(source)], f"predict {source.name}")
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--long-line-mb", type=int, default=50, help="size of the one long line (0: skip that case)")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     words = [f"w{i}" for i in range(3000)]
@@ -113,6 +131,21 @@ def main() -> None:
         ratio = by_size[1_000_000] / by_size[100_000]
         result.update({"ratio_1m_vs_100k": round(ratio, 3), "bound_holds": ratio <= BOUND})
         print(f"peak RSS 1M / 100k = {ratio:.2f} (goal <= {BOUND}): {'holds' if ratio <= BOUND else 'MISSED'}")
+    if args.long_line_mb:
+        base = run_size(10_000, teacher, words, 0) if 10_000 not in by_size else next(r for r in rows if r["lines"] == 10_000)
+        long_row = run_size(10_000, teacher, words, args.long_line_mb)
+        rows.append(long_row)
+        run_ratio = long_row["peak_rss_mb"] / base["peak_rss_mb"]
+        predict_ratio = long_row["predict_long_line_peak_rss_mb"] / long_row["predict_peak_rss_mb"]
+        result["long_line"] = {
+            "mb": args.long_line_mb, "run_peak_rss_mb": long_row["peak_rss_mb"], "run_without_it_peak_rss_mb": base["peak_rss_mb"],
+            "run_ratio": round(run_ratio, 3), "predict_peak_rss_mb": long_row["predict_long_line_peak_rss_mb"],
+            "predict_without_it_peak_rss_mb": long_row["predict_peak_rss_mb"], "predict_ratio": round(predict_ratio, 3),
+            "bound_holds": run_ratio <= BOUND and predict_ratio <= BOUND,
+        }
+        for what, ratio in (("run", run_ratio), ("predict", predict_ratio)):
+            print(f"{what} with one {args.long_line_mb} MB line / without: {ratio:.2f} (goal <= {BOUND}): "
+                  f"{'holds' if ratio <= BOUND else 'MISSED'}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     print(f"wrote {RESULTS}")

@@ -33,7 +33,10 @@ VARIANTS: dict[str, tuple[list[dict], dict]] = {
          {"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 3}, GOLD], {}),
     "soft kl t2": ([{"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 3}, GOLD],
                    {"soft_loss": "kl", "temperature": 2.0}),
+    # twice the transfer texts: each text once more, augmented (masking, word swaps, n-gram sampling), labeled by the teacher
+    "soft + augmentation x1": ([{"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 3}, GOLD], {}),
 }
+AUGMENTED = {"soft + augmentation x1": 1}  # variant -> transfer.augment.factor (annotated once into the shared folder)
 
 
 def dev_score(metrics: dict) -> float:
@@ -68,7 +71,7 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    from benchmarks.classification import run_jobs, run_row
+    from benchmarks.classification import link_shared, run_jobs, run_row
     from xdistil.progress import log
 
     work = HERE / "cache" / "classification" / "full"
@@ -79,16 +82,27 @@ def main() -> None:
 
     base_values = config_to_dict(load_config(base / "config.yaml"))
     started = time.perf_counter()
-    plan = []
+    plan, first, then = [], [], []
     for name in names:
         stages, overrides = VARIANTS[name]
         folder = work / "search" / f"{args.layers}L-seed{args.seed}-{name.replace(' ', '_').replace('+', '_')}"
-        plan.append((name, variant_values(base_values, stages, overrides, args.seed, args.layers), folder))
-    run_jobs([("row", values, str(base), str(folder)) for _, values, folder in plan], [], args.workers)
+        values = variant_values(base_values, stages, overrides, args.seed, args.layers)
+        source = base
+        if name in AUGMENTED:  # the same teacher and dev/test caches; the transfer set annotated with its augmented copies
+            source = work / f"augmented-x{AUGMENTED[name]}"
+            values["transfer"]["augment"]["factor"] = AUGMENTED[name]
+            link_shared(base, source, ("teacher", "cache/dev", "cache/test"))
+            annotate = {**json.loads(json.dumps(base_values)), "transfer": values["transfer"]}
+            first.insert(0, ("annotate", annotate, "", str(source)))
+            then.append(("row", values, str(source), str(folder)))
+        else:
+            first.append(("row", values, str(base), str(folder)))
+        plan.append((name, values, source, folder))
+    run_jobs(first, then, args.workers)
 
     rows = []
-    for name, values, folder in plan:
-        metrics, _ = run_row(values, base, folder)
+    for name, values, source, folder in plan:
+        metrics, _ = run_row(values, source, folder)
         rows.append({
             "variant": name, "stages": values["distill"]["stages"],
             "overrides": VARIANTS[name][1], "dev_accuracy": dev_score(metrics),

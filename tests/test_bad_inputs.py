@@ -109,6 +109,29 @@ def test_bad_conll_is_refused_in_one_line(name, fragments):
     assert_one_line_error(xdistil("data", str(BAD / name)), *fragments)
 
 
+def test_numeric_labels_are_one_class_by_value():
+    result = xdistil("data", str(BAD / "numeric_labels.csv"))
+    assert result.returncode == 0, result.stderr
+    assert "labels: 0 2, 1 3" in result.stdout  # 1, 1.0, 01 -> '1'; 0, 0.0 -> '0' (as first seen)
+
+
+def test_nfc_and_nfd_spellings_of_a_label_are_one_class():
+    result = xdistil("data", str(BAD / "nfd_labels.csv"))
+    assert result.returncode == 0, result.stderr
+    assert "labels: caf\u00e9 2, other 1" in result.stdout
+
+
+def test_near_duplicate_labels_are_kept_apart_with_a_warning():
+    result = xdistil("data", str(BAD / "near_duplicate_labels.csv"))
+    assert result.returncode == 0, result.stderr
+    assert "note: labels 'Positive', 'positive' differ only in case, spacing or invisible characters" in result.stdout
+    assert "note: labels 'nega\\u200btive', 'negative' differ only in case" in result.stdout
+
+
+def test_a_list_label_is_refused_in_one_line():
+    assert_one_line_error(xdistil("data", str(BAD / "list_label.jsonl")), "list_label.jsonl: line 2: label in 'label' is a JSON list")
+
+
 def test_conll_stray_whitespace_is_read_and_counted():
     result = xdistil("data", str(BAD / "conll_stray_whitespace.conll"))
     assert result.returncode == 0, result.stderr

@@ -251,31 +251,6 @@ def test_numeric_labels_are_one_class_by_value_and_written_as_in_train(tmp_path)
     assert corpus.test.labels == [1, 0]
 
 
-def test_a_list_label_is_refused_with_its_line(tmp_path):
-    path = tmp_path / "bad.jsonl"
-    path.write_text(json.dumps({"text": "a", "label": "x"}) + "\n" + json.dumps({"text": "b", "label": ["x", "y"]}) + "\n")
-    with pytest.raises(XDistilError, match=r"bad.jsonl: line 2: label in 'label' is a JSON list"):
-        read_labeled(path)
-
-
-def test_near_duplicate_labels_are_warned_about(tmp_path):
-    from xdistil.config import DataConfig
-
-    rows = [("good film", "Positive"), ("bad film", "negative"), ("nice film", "positive"), ("poor film", "nega\u200btive")] * 3
-    train = write_csv(tmp_path / "train.csv", rows)
-    corpus = load_corpus(DataConfig(train=train, dev=train, test=train))
-    warnings = [n for n in corpus.notes if "differ only in case" in n]
-    assert len(warnings) == 2 and "'Positive'" in " ".join(warnings) and "'nega\\u200btive'" in " ".join(warnings)
-
-
-def test_nfc_and_nfd_spellings_are_one_label(tmp_path):
-    from xdistil.config import DataConfig
-
-    rows = [("good film", "caf\u00e9"), ("bad film", "other"), ("nice film", "cafe\u0301")] * 3
-    train = write_csv(tmp_path / "train.csv", rows)
-    assert load_corpus(DataConfig(train=train, dev=train, test=train)).label_names == ["caf\u00e9", "other"]
-
-
 def test_texts_longer_than_max_chars_are_cut_and_counted(tmp_path, sentiment_files):
     from xdistil.config import DataConfig
 

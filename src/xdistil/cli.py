@@ -207,7 +207,7 @@ def data(
     """Check and summarise a data file before a long run: counts, labels or entity types, handling notes."""
     from collections import Counter
 
-    from xdistil.data.readers import file_format, read_labeled, read_unlabeled
+    from xdistil.data.readers import file_format, read_labeled, read_unlabeled, unify_labels
     from xdistil.data.tagging import read_tagged
 
     if kind == "auto":
@@ -228,6 +228,7 @@ def data(
             typer.echo("languages: " + ", ".join(f"{k} {v:,}" for k, v in sorted(langs.items())))
     elif kind == "labeled":
         table = read_labeled(path, text_column, label_column)
+        table.notes.extend(unify_labels([table]))
         typer.echo(f"{path}: labeled, {len(table.texts):,} examples")
         typer.echo("labels: " + ", ".join(f"{k} {v:,}" for k, v in sorted(Counter(table.labels).items())))
     elif kind == "unlabeled":

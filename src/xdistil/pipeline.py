@@ -277,7 +277,7 @@ class Run:
         try:
             teacher_config = AutoConfig.from_pretrained(source)
         except (OSError, ValueError) as err:
-            raise XDistilError(f"teacher '{config.teacher.model}': could not read its config ({str(err).splitlines()[0]})") from None
+            raise XDistilError(f"teacher '{config.teacher.model}': could not load a model (its config: {str(err).splitlines()[0]})") from None
         layers = getattr(teacher_config, "num_hidden_layers", None)
         if layers is not None:
             if config.teacher.layer is not None and not 0 <= config.teacher.layer <= layers:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 def atomic_write_json(path: Path, data: dict) -> None:
     """Write JSON to a temporary file and rename it into place."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: two writers never share a temporary
     tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
     os.replace(tmp, path)
 
