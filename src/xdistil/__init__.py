@@ -4,7 +4,15 @@ from xdistil.config import RunConfig, load_config
 from xdistil.errors import XDistilError
 
 __version__ = "0.1.0"
-__all__ = ["RunConfig", "XDistilError", "distill", "load_config", "load_student", "__version__"]
+__all__ = ["OnnxStudent", "RunConfig", "XDistilError", "distill", "load_config", "load_student", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "OnnxStudent":  # torch-free: onnxruntime, tokenizers and numpy
+        from xdistil.export.runtime import OnnxStudent
+
+        return OnnxStudent
+    raise AttributeError(name)
 
 
 def load_student(path):

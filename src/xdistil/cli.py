@@ -142,6 +142,35 @@ def evaluate(config: ConfigArg) -> None:
     _step(config, "evaluate", False)
 
 
+def _predictor(folder: Path):
+    """A student folder (PyTorch) or an exported one (ONNX, run without torch)."""
+    from xdistil.export.runtime import ONNX_CONFIG, OnnxStudent
+
+    if (folder / ONNX_CONFIG).is_file():
+        return OnnxStudent(folder)
+    from xdistil.student.io import load_student
+
+    return load_student(folder)
+
+
+@app.command()
+def export(
+    source: Annotated[Path, typer.Argument(help="a run folder or its student/ folder")],
+    out: Annotated[Optional[Path], typer.Option(help="folder for the exported student (default: SOURCE/onnx or onnx-int8)")] = None,
+    format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+    int8: Annotated[bool, typer.Option("--int8", help="dynamic int8 quantisation of the weights")] = False,
+) -> None:
+    """Export a student to ONNX: model.onnx, tokenizer and labels; predicts with onnxruntime alone
+    (`xdistil predict FOLDER`, or `xdistil.OnnxStudent(FOLDER)`). Refused if it would change the outputs."""
+    from xdistil.export.onnx import export_onnx
+
+    if format != "onnx":
+        raise XDistilError(f"export: unknown --format '{format}'; expected onnx")
+    run_folder = source.parent if source.name == "student" else source
+    target = out or run_folder / ("onnx-int8" if int8 else "onnx")
+    typer.echo(str(export_onnx(source, target, int8=int8)))
+
+
 @app.command()
 def predict(
     student: Annotated[Path, typer.Argument(help="a student folder (RUN/student)")],
@@ -154,9 +183,8 @@ def predict(
     empty input line gets an empty output line, or null label and probabilities with --probabilities).
     A tagging student tags each whitespace-separated word: one `word/TAG ...` line per text."""
     from xdistil.data.readers import MAX_CHARS, clip, file_format, iter_lines, read_unlabeled
-    from xdistil.student.io import DistilledTagger, load_student
 
-    model = load_student(student)
+    model = _predictor(student)
     items = list(texts or [])
     if input is not None:
         if file_format(input) == "txt":  # every line, blank ones included, so output lines match input lines
@@ -174,7 +202,7 @@ def predict(
     if cut:
         print(f"note: {cut} text(s) longer than {MAX_CHARS:,} characters were cut to that length", file=sys.stderr)
     present = [t for t in items if t]
-    if isinstance(model, DistilledTagger):
+    if model.task == "tagging":
         rows = iter(model.predict_proba(present))
         for text in items:
             words = text.split()

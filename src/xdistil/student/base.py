@@ -100,9 +100,29 @@ class Student(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> StudentOutput:
         raise NotImplementedError
 
+    def export_module(self) -> nn.Module:
+        """The student as a module of plain tensors for ONNX export: `(input_ids, lengths)` or, for a
+        tagger, `(input_ids, lengths, word_index)` -> logits. It must compute exactly `forward`'s logits
+        (export checks it); a family whose forward does not trace faithfully overrides this."""
+        return _LogitsOnly(self)
+
     def example_inputs(self, batch_size: int = 2, length: int = 8) -> dict[str, torch.Tensor]:
         """A valid batch of the given shape (for latency measurement, tracing and export)."""
         generator = torch.Generator().manual_seed(0)
         vocab = self.embedding_parameters()[0].shape[0]
         ids = torch.randint(0, vocab, (batch_size, length), generator=generator).numpy()
         return batch_inputs(list(ids), pad_id=0)
+
+
+class _LogitsOnly(nn.Module):
+    """Positional tensors in, logits out: the shape ONNX export and the runtime use."""
+
+    def __init__(self, student: Student):
+        super().__init__()
+        self.student = student
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor, word_index: torch.Tensor | None = None) -> torch.Tensor:
+        batch = {"input_ids": input_ids, "lengths": lengths}
+        if word_index is not None:
+            batch["word_index"] = word_index
+        return self.student(batch).logits

@@ -122,11 +122,16 @@ class BiLSTMStudent(Student):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> StudentOutput:
         """Padding never reaches the pool; a tagger reads its outputs at `word_index` when the batch has it."""
-        input_ids, lengths, word_index = batch["input_ids"], batch["lengths"], batch.get("word_index")
+        input_ids, lengths = batch["input_ids"], batch["lengths"]
         embedded = self.dropout(self.embedding(input_ids))
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         encoded, _ = self.encoder(packed)
         encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=input_ids.size(1))
+        return self._head(encoded, batch)
+
+    def _head(self, encoded: torch.Tensor, batch: dict[str, torch.Tensor]) -> StudentOutput:
+        """From the BiLSTM's outputs at every position to logits: pooled, or read at each word."""
+        input_ids, lengths, word_index = batch["input_ids"], batch["lengths"], batch.get("word_index")
         if self.sizes.tagging:
             if word_index is not None:
                 encoded = encoded.gather(1, word_index[:, :, None].expand(-1, -1, encoded.size(-1)))
@@ -138,3 +143,46 @@ class BiLSTMStudent(Student):
         representation = self.dense(self.dropout(pooled))
         logits = self.output(self.dropout(nn.functional.gelu(representation)))
         return StudentOutput(logits, representation)
+
+    def export_module(self) -> nn.Module:
+        """Packed sequences do not export; this runs each direction as a one-way LSTM over the padded
+        batch, the backward one on each sequence reversed within its own length, which gives exactly
+        the packed BiLSTM's outputs at every real position (padding never enters a real position's state)."""
+        return _UnpackedBiLSTM(self)
+
+
+def _reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each sequence's first `length` positions in reverse order; padding positions stay where they are."""
+    positions = torch.arange(x.size(1), device=x.device)[None, :]
+    last = lengths[:, None] - 1
+    index = torch.where(positions <= last, last - positions, positions)
+    return x.gather(1, index[:, :, None].expand(-1, -1, x.size(2)))
+
+
+class _UnpackedBiLSTM(nn.Module):
+    """The BiLSTM student without packed sequences (export only; the weights are the student's)."""
+
+    def __init__(self, student: BiLSTMStudent):
+        super().__init__()
+        self.student = student
+        lstm = student.encoder
+        self.directions = nn.ModuleList()
+        for layer in range(lstm.num_layers):
+            pair = nn.ModuleList()
+            for suffix in ("", "_reverse"):
+                one_way = nn.LSTM(lstm.input_size if layer == 0 else 2 * lstm.hidden_size, lstm.hidden_size, batch_first=True)
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    setattr(one_way, f"{name}_l0", getattr(lstm, f"{name}_l{layer}{suffix}"))
+                pair.append(one_way)
+            self.directions.append(pair)
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor, word_index: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.student.embedding(input_ids)
+        for forward_lstm, backward_lstm in self.directions:
+            ahead, _ = forward_lstm(hidden)
+            behind, _ = backward_lstm(_reverse_within(hidden, lengths))
+            hidden = torch.cat([ahead, _reverse_within(behind, lengths)], dim=-1)
+        batch = {"input_ids": input_ids, "lengths": lengths}
+        if word_index is not None:
+            batch["word_index"] = word_index
+        return self.student._head(hidden, batch).logits

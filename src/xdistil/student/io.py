@@ -47,6 +47,8 @@ class DistilledStudent:
 class DistilledClassifier(DistilledStudent):
     """A trained classification student: `predict(texts)` gives label names."""
 
+    task = "classification"
+
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str] | str, batch_size: int = 256) -> np.ndarray:
         """Class probabilities, one row per text (a string is one text), columns in `label_names` order."""
@@ -71,6 +73,8 @@ class DistilledTagger(DistilledStudent):
     A sentence is a list of words, or a string split on whitespace (a lone string is one sentence).
     Every word is tagged, however long the sentence (the student reads it whole; `max_length` does not cut it).
     """
+
+    task = "tagging"
 
     @torch.inference_mode()
     def predict_proba(self, sentences: Sequence[Sequence[str] | str], batch_size: int = 128) -> list[np.ndarray]:
