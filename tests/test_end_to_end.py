@@ -29,7 +29,7 @@ def finished(tiny_teacher, sentiment_files, tmp_path_factory):
 def test_run_folder_has_everything_a_user_needs(finished):
     config, out, metrics = finished
     for name in ("config.yaml", "metrics.json", "report.md", "curves_student.png", "student/model.safetensors",
-                 "student/student_config.json", "student/tokenizer.json", "teacher/model.safetensors"):
+                 "student/config.json", "student/tokenizer.json", "teacher/model.safetensors"):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
     for key in ("accuracy", "macro_f1", "params"):
@@ -170,3 +170,25 @@ def test_a_teacher_with_other_labels_is_refused_when_used_as_is(finished, tmp_pa
                              teacher={"model": str(out / "teacher"), "finetune": False})
     with pytest.raises(XDistilError, match="finetune is off but its labels"):
         Run(config).run(until="finetune")
+
+
+def test_student_folder_has_a_model_card(finished):
+    _, out, metrics = finished
+    card = (out / "student" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: xdistil\npipeline_tag: text-classification")
+    assert f"{metrics['student']['params']:,} parameters" in card
+    assert f"**{100 * metrics['student']['probability_loyalty']:.1f}%**" in card and "Jensen-Shannon" in card
+    assert "labels (2): neg, pos" in card and "OnnxStudent" in card and "| test accuracy (%) |" in card
+
+
+def test_student_round_trips_through_the_hub_conventions(finished, tmp_path):
+    from xdistil.student.io import DistilledStudent
+
+    _, out, _ = finished
+    student = DistilledStudent.from_pretrained(out / "student")
+    student.save_pretrained(tmp_path / "copy")
+    again = DistilledStudent.from_pretrained(tmp_path / "copy")
+    texts = ["great superb film", "dull boring film"]
+    assert type(again).__name__ == "DistilledClassifier"
+    assert (again.predict_proba(texts) == student.predict_proba(texts)).all()
+    assert json.loads((tmp_path / "copy" / "config.json").read_text())["arch"] == "bilstm"

@@ -170,15 +170,15 @@ def test_a_student_with_a_flipped_weight_byte_is_refused(finished, tmp_path):
 
 def test_a_student_with_a_shortened_label_list_is_refused(finished, tmp_path):
     student = _student_copy(finished, tmp_path)
-    meta = json.loads((student / "student_config.json").read_text())
+    meta = json.loads((student / "config.json").read_text())
     meta["label_names"] = meta["label_names"][:1]
-    (student / "student_config.json").write_text(json.dumps(meta, indent=2))
-    assert_one_line_error(xdistil("predict", str(student), "a great film"), "student_config.json: altered")
+    (student / "config.json").write_text(json.dumps(meta, indent=2))
+    assert_one_line_error(xdistil("predict", str(student), "a great film"), "config.json: altered")
     # with the checksum made to match, the consistency check still refuses it
     from xdistil.student.io import _sha256
 
     manifest = json.loads((student / "manifest.json").read_text())
-    manifest["sha256"]["student_config.json"] = _sha256(student / "student_config.json")
+    manifest["sha256"]["config.json"] = _sha256(student / "config.json")
     (student / "manifest.json").write_text(json.dumps(manifest))
     assert_one_line_error(xdistil("predict", str(student), "a great film"), "1 label names for a student with 2 outputs")
 

@@ -24,6 +24,7 @@ from xdistil.distill.losses import needs_teacher
 from xdistil.distill.runner import StageCheckpoints, StageData, Trained, TrainSetup, run_stages
 from xdistil.distill.stages import Stage, expand_stages, gold_only
 from xdistil.errors import XDistilError
+from xdistil.evaluation.card import write_card
 from xdistil.evaluation.report import write_report
 from xdistil.evaluation.summary import Finished, run_metrics
 from xdistil.fingerprint import fingerprint
@@ -253,6 +254,7 @@ class Run:
         atomic_write_json(self.out / "metrics.json", metrics)
         curves = {"teacher": self.teacher.history, "student": student.histories, "baseline": baseline.histories if baseline else []}
         report = write_report(self.out, metrics, curves, corpus.notes + self.annotation.notes)
+        write_card(self.out / "student", metrics, config_to_dict(self.config), corpus.label_names, corpus.notes + self.annotation.notes)
         log(f"wrote {self.out / 'metrics.json'} and {report}")
         return metrics
 

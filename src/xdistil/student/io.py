@@ -1,6 +1,6 @@
 """The student on disk: safetensors weights, a JSON config and the teacher's tokenizer, loadable in one call.
 
-Any registered family saves and loads the same way: `student_config.json` names its `arch` and
+Any registered family saves and loads the same way: `config.json` names its `arch` and
 holds the family's own config, from which the registry re-creates the architecture. The folder is
 tamper-evident: `manifest.json`, written last, holds the SHA-256 of every other file, and loading
 verifies it and the parts' consistency (tokenizer size, embedding rows, label count vs output width).
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from huggingface_hub import ModelHubMixin
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
@@ -28,13 +29,31 @@ from xdistil.student.vocab import PrunedVocab
 from xdistil.text import encode_words
 
 WEIGHTS = "model.safetensors"
-CONFIG = "student_config.json"
+CONFIG = "config.json"
 MANIFEST = "manifest.json"
 
 
-class DistilledStudent:
+class DistilledStudent(ModelHubMixin):
     """A trained student of any family with its tokenizer, vocabulary, label names and the teacher's
-    maximum length (texts are cut to it, as in training)."""
+    maximum length (texts are cut to it, as in training).
+
+    Saves and loads with the Hugging Face hub's conventions (`save_pretrained(folder)`,
+    `DistilledStudent.from_pretrained(folder or repo id)`, `push_to_hub`), in xdistil's own folder format.
+    """
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        save_student(save_directory, self.model, self.tokenizer, self.vocab, self.label_names, self.max_length)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir, force_download: bool, local_files_only: bool,
+                         token, **model_kwargs) -> DistilledStudent:
+        folder = Path(model_id)
+        if not folder.is_dir():
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(repo_id=model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                                            local_files_only=local_files_only, token=token))
+        return load_student(folder)
 
     def __init__(self, model: Student, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int):
         self.model = model.eval()

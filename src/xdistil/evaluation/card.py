@@ -1,0 +1,97 @@
+"""The student's model card: `student/README.md`, written from the finished run's metrics, so the
+folder says what the student is, what it learned from, how good and fast it is, and how to load it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xdistil.evaluation.report import comparison_table
+
+
+def card_text(metrics: dict, config: dict, labels: list[str], notes: list[str]) -> str:
+    """Markdown of the card (YAML front matter for the hub, then the sections)."""
+    run, student, teacher = metrics["run"], metrics["student"], metrics["teacher"]
+    task = metrics.get("task", "classification")
+    primary = metrics.get("primary_metric", "accuracy")
+    tagging = task == "tagging"
+    silver = any("silver" in note.lower() for note in notes)
+    family = config["student"]
+    sizes = ", ".join(f"{k} {v}" for k, v in family.items() if k != "arch")
+    loyalty = [f"- label loyalty (test {'words' if tagging else 'texts'} where the student's label equals the teacher's): "
+               f"**{100 * student['loyalty']:.1f}%**"]
+    if student.get("probability_loyalty") is not None:
+        loyalty.append(f"- probability loyalty (1 - Jensen-Shannon divergence between the student's and the teacher's "
+                       f"output distributions, mean over test): **{100 * student['probability_loyalty']:.1f}%**")
+    speed = (f"- CPU speed-up over the teacher at batch 32 ({run['threads']} threads): **{metrics['speedup_batch_32']:.1f}x**"
+             if "speedup_batch_32" in metrics else "- latency was not measured in this run")
+    usage = "xdistil.load_student(\"path/to/student\").predict([\"a text to label\"])" if not tagging else \
+        "xdistil.load_student(\"path/to/student\").predict([[\"Alice\", \"lives\", \"in\", \"Paris\"]])"
+    return "\n".join([
+        "---",
+        "library_name: xdistil",
+        f"pipeline_tag: {'token-classification' if tagging else 'text-classification'}",
+        "tags: [xdistil, knowledge-distillation]",
+        "---",
+        "",
+        f"# {run['name']}: a distilled {run['student_arch']} student",
+        "",
+        f"A {run['student_arch']} {'tagger' if tagging else 'text classifier'} distilled by xdistil from the teacher "
+        f"`{run['teacher']}` ({teacher['params']:,} parameters) with unlabeled transfer text.",
+        "",
+        "## What it is",
+        "",
+        f"- family `{run['student_arch']}` ({sizes}); {student['params']:,} parameters, "
+        f"{student['params_without_embeddings']:,} without the embeddings; **{metrics['compression']:.1f}x** fewer than the teacher",
+        f"- vocabulary: {student.get('vocab_size', 'the teacher')} word pieces of its tokenizer (pruned to those in its training text)",
+        f"- labels ({len(labels)}): {', '.join(labels)}",
+        "",
+        "## What it learned from",
+        "",
+        f"- labeled: {metrics['data']['train']:,} train, {metrics['data']['dev']:,} dev (model selection), "
+        f"{metrics['data']['test']:,} test (the figures below); unlabeled transfer set: {metrics['data']['transfer']:,} texts "
+        "labeled by the teacher",
+        *[f"- {note}" for note in notes],
+        "",
+        "## How good and how fast (test split)",
+        "",
+        comparison_table(metrics),
+        "",
+        *loyalty,
+        speed,
+        "",
+        "## Intended use and limits",
+        "",
+        f"- {'Tagging of words (IOB2 entity tags)' if tagging else 'Labeling texts'} like its training data: the same "
+        "language(s), domain and label set. It has only seen the data above; expect lower quality elsewhere.",
+        "- Its quality is bounded by the teacher's: it learned the teacher's outputs on unlabeled text"
+        + (", and its gold labels are silver (made by another tagger), so the figures measure agreement with that tagger."
+           if silver else "."),
+        f"- Texts longer than {config['teacher']['max_length']} word pieces are cut for classification; texts longer than "
+        f"{config['data'].get('max_chars', 100000):,} characters are cut before tokenizing.",
+        f"- Selected on the dev split by {primary}; test was used only for the figures above.",
+        "",
+        "## How to load it",
+        "",
+        "```python",
+        "import xdistil",
+        usage,
+        "xdistil.student.io.DistilledStudent.from_pretrained(\"path/or/hub-repo\")   # hub conventions",
+        "```",
+        "",
+        "Without torch, after `xdistil export path/to/student --out exported [--int8]`:",
+        "",
+        "```python",
+        "from xdistil.export.runtime import OnnxStudent   # onnxruntime + tokenizers + numpy",
+        "OnnxStudent(\"exported\").predict([\"a text to label\"])",
+        "```",
+        "",
+        "`manifest.json` holds the SHA-256 of every file of this folder; loading refuses a missing or altered file.",
+        "",
+    ])
+
+
+def write_card(folder: Path, metrics: dict, config: dict, labels: list[str], notes: list[str]) -> Path:
+    """Write `folder/README.md` (the student folder's card)."""
+    path = folder / "README.md"
+    path.write_text(card_text(metrics, config, labels, notes), encoding="utf-8")
+    return path
