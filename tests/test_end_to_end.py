@@ -192,3 +192,21 @@ def test_student_round_trips_through_the_hub_conventions(finished, tmp_path):
     assert type(again).__name__ == "DistilledClassifier"
     assert (again.predict_proba(texts) == student.predict_proba(texts)).all()
     assert json.loads((tmp_path / "copy" / "config.json").read_text())["arch"] == "bilstm"
+
+
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_a_lower_precision_teacher_annotates_close_to_fp32(finished, tiny_teacher, sentiment_files, tmp_path, precision):
+    import numpy as np
+
+    _, out, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    run = Run(tiny_run_config(tiny_teacher, sentiment_files, copy, transfer={"chunk_size": 64, "batch_size": 32,
+                                                                           "teacher_precision": precision}))
+    teacher_files = _stamps(copy / "teacher")
+    low = run.annotation.caches["test"].load().logits
+    high = Run(tiny_run_config(tiny_teacher, sentiment_files, out)).annotation.caches["test"].load().logits
+    assert _stamps(copy / "teacher") == teacher_files  # the same fine-tuned teacher, converted only to annotate
+    assert json.loads((copy / "cache" / "test" / "manifest.json").read_text())["precision"] == precision
+    assert not np.array_equal(low, high)  # really another arithmetic
+    assert (low.argmax(1) == high.argmax(1)).mean() >= 0.95 and np.abs(low - high).max() < 0.1

@@ -84,6 +84,10 @@ class TransferConfig(_Strict):
     chunk_size: int = Field(2048, ge=1)
     batch_size: int = Field(64, ge=1)
     dtype: Literal["float16", "float32"] = "float16"
+    teacher_precision: Literal["fp32", "int8", "bf16"] = Field(
+        "fp32", description="the teacher's arithmetic while it annotates: int8 (dynamic quantisation, CPU) or bf16 trade a little "
+        "fidelity for speed"
+    )
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
 

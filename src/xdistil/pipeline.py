@@ -39,6 +39,7 @@ from xdistil.student.vocab import PrunedVocab
 from xdistil.tasks import get_task
 from xdistil.text import same_tokenization, tokenization_rules
 from xdistil.teacher.inference import resolve_layer
+from xdistil.teacher.precision import at_precision
 from xdistil.teacher.models import load_tokenizer, resolve_pooling, resolve_teacher, teacher_label_order
 from xdistil.teacher.store import Teacher, load_or_finetune, saved_fingerprint
 from xdistil.transfer.cache import Annotation, AnnotationSpec, PairedCache, TransferCache, annotate_parts
@@ -139,8 +140,9 @@ class Run:
         layer = resolve_layer(teacher.model, config.teacher.layer)
         spec = AnnotationSpec.from_config(config, layer, resolve_pooling(config.teacher.model, config.teacher.pooling))
         label_order = teacher_label_order(teacher.model, self.data.corpus.label_names)
+        annotator_model = at_precision(teacher.model, config.transfer.teacher_precision)  # a converted copy, or the teacher
         annotation = annotate_parts(
-            teacher.model, self.tokenizer, self.transfer.parts(), self.out / "cache", spec, teacher.fingerprint, self.task.annotator,
+            annotator_model, self.tokenizer, self.transfer.parts(), self.out / "cache", spec, teacher.fingerprint, self.task.annotator,
             label_order, self.task.long_text, changed=self._why(ANNOTATION_KEYS),
         )
         self._timed("annotate", started)
@@ -158,7 +160,7 @@ class Run:
         caches, tokenizer = self.annotation.caches, self.student_tokenizer
         if same_tokenization(tokenizer, self.tokenizer):
             return caches
-        spec = replace(AnnotationSpec.from_config(self.config, None, None), task=f"{self.task.name}-tokens")
+        spec = replace(AnnotationSpec.from_config(self.config, None, None), task=f"{self.task.name}-tokens", precision="fp32")
         fp = fingerprint(tokenization_rules(tokenizer))  # one token cache per student tokenizer
         tokens = annotate_parts(None, tokenizer, self.transfer.parts(), self.out / "cache" / f"student-{fp}", spec, fp,
                                 self.task.token_annotator, None, self.task.long_text, who="student tokens")

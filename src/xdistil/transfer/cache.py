@@ -104,12 +104,19 @@ class AnnotationSpec:
     pooling: str | None
     dtype: str
     task: str = "classification"  # which tensors a chunk holds (a key of TENSORS)
+    precision: str = "fp32"  # the teacher's arithmetic while annotating (transfer.teacher_precision)
 
     @classmethod
     def from_config(cls, config, layer: int, pooling: str) -> AnnotationSpec:
         """The spec of a run config (a RunConfig) with the resolved teacher layer and pooling."""
         teacher, transfer = config.teacher, config.transfer
-        return cls(teacher.max_length, transfer.batch_size, transfer.chunk_size, layer, pooling, transfer.dtype, config.task)
+        return cls(teacher.max_length, transfer.batch_size, transfer.chunk_size, layer, pooling, transfer.dtype, config.task,
+                   transfer.teacher_precision)
+
+    def identity(self) -> dict:
+        """What the cache's fingerprint and manifest record (fp32, the default, is left out, so caches
+        made before the precision setting existed stay valid)."""
+        return {k: v for k, v in self.__dict__.items() if not (k == "precision" and v == "fp32")}
 
 
 # (model, tokenizer, texts of one chunk, spec, label order, advance(n)) -> (tensors, texts truncated or split)
@@ -232,7 +239,7 @@ def annotate(
     cache = TransferCache(folder)
     cache.folder.mkdir(parents=True, exist_ok=True)
     manifest_path = cache.folder / MANIFEST
-    manifest = {"fingerprint": fingerprint, "n": count, "chunk_size": spec.chunk_size, **spec.__dict__}
+    manifest = {"fingerprint": fingerprint, "n": count, "chunk_size": spec.chunk_size, **spec.identity()}
     old = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
     if old is not None:
         if old.get("fingerprint") != fingerprint:  # another teacher, data or settings made them: annotate afresh
@@ -294,7 +301,7 @@ def annotate_parts(
     caches: dict[str, TransferCache] = {}
     notes: list[str] = []
     for name, (texts, count, texts_fp) in parts.items():
-        fp = _fingerprint(teacher_fingerprint, spec.__dict__, texts_fp)
+        fp = _fingerprint(teacher_fingerprint, spec.identity(), texts_fp)
         caches[name] = annotate(model, tokenizer, texts, count, folder / name, spec, fp, annotator, label_order, f"{who} {name}", changed)
         cut = caches[name].truncated()
         if cut:
