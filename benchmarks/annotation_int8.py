@@ -23,21 +23,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 
-def throughput(model, tokenizer, texts: list[str]) -> float:
-    """Texts per second of xdistil's annotation path (length-sorted batches of 32, dynamic padding)."""
-    from xdistil.teacher.inference import teacher_outputs
-    from xdistil.text import tokenize
-
-    ids, _ = tokenize(tokenizer, texts[:32], 128)
-    for _ in teacher_outputs(model, ids, tokenizer.pad_token_id, 32, None, "first"):
-        pass
-    started = time.perf_counter()
-    ids, _ = tokenize(tokenizer, texts, 128)
-    for _ in teacher_outputs(model, ids, tokenizer.pad_token_id, 32, None, "first"):
-        pass
-    return len(texts) / (time.perf_counter() - started)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=1000)
@@ -47,7 +32,7 @@ def main() -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from benchmarks.classification import DEFAULT, annotation_speed, link_shared, run_jobs, run_row, stages_for
+    from benchmarks.classification import DEFAULT, annotation_speed, link_shared, run_jobs, run_row, stages_for, texts_per_second
     from xdistil.config import build_config, config_to_dict, load_config
     from xdistil.pipeline import Run
     from xdistil.progress import log
@@ -68,7 +53,7 @@ def main() -> None:
     log(f"int8: timing the pipeline, the fp32 path and the int8 path on {len(texts):,} texts ({torch.get_num_threads()} threads)")
     speed = annotation_speed(base_run, texts)  # pipeline and xdistil fp32, this process
     int8_model = at_precision(base_run.teacher.model.to("cpu").eval(), "int8")
-    int8_speed = throughput(int8_model, base_run.tokenizer, texts)
+    int8_speed = texts_per_second(int8_model, base_run.tokenizer, texts)
 
     int8_folder = work / "int8"
     int8_values = json.loads(json.dumps(values))

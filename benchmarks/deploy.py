@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,16 +45,11 @@ def test_split(folder: Path) -> tuple[list[str], list[int], list[str]]:
 
 
 def median_ms(predict, texts: list[str], size: int, repeats: int) -> float:
-    """Median milliseconds of predict_proba on `repeats` consecutive batches of `size` texts (2 warm-up calls)."""
+    """Median milliseconds of `predict` on `repeats` consecutive batches of `size` texts (2 warm-up calls)."""
+    from xdistil.evaluation.latency import measure_latency
+
     batches = [[texts[(b * size + i) % len(texts)] for i in range(size)] for b in range(repeats)]
-    for batch in batches[:2]:
-        predict(batch)
-    times = []
-    for batch in batches:
-        started = time.perf_counter()
-        predict(batch)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+    return measure_latency(predict, batches, size)["median_ms"]
 
 
 def measure(name: str, folder: Path, mode: dict, threads: int) -> list[dict]:
