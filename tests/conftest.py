@@ -173,7 +173,7 @@ def tiny_run_config(tiny_teacher: Path, files: dict[str, Path], out: Path, **ove
             "train": str(files["train"]), "dev": str(files["dev"]), "test": str(files["test"]),
             "transfer": [str(files["transfer"])],
         },
-        "teacher": {"model": str(tiny_teacher), "epochs": 3, "lr": 5e-4, "batch_size": 16, "max_length": 32},
+        "teacher": {"model": str(tiny_teacher), "epochs": 10, "lr": 3e-3, "batch_size": 16, "max_length": 32, "patience": 10},
         "transfer": {"chunk_size": 64, "batch_size": 32},
         "student": {"emb_dim": 8, "hidden": 8},
         "distill": {

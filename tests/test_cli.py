@@ -20,12 +20,15 @@ def xdistil(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Exit 2 and the error as the last stderr line, the only one starting `error:`; any lines before
+    it are the run's own log lines (what was done before the problem was found), never a traceback."""
     assert result.returncode == 2, result.stderr
-    lines = [l for l in result.stderr.strip().splitlines() if l.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert lines == errors, result.stderr  # exactly one line: the error
+    assert "Traceback" not in result.stderr and "warning" not in result.stderr.lower(), result.stderr
     for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+        assert fragment in errors[0], errors[0]
 
 
 def test_run_from_flags_then_predict(tiny_teacher, sentiment_files, tmp_path):

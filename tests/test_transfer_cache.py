@@ -110,12 +110,20 @@ def test_transfer_batches_visit_every_row_once_per_epoch_from_a_bounded_window(t
     assert len(row_of) == 50
     labels = [1, 0, 1]
     batches = TransferBatches(cache, vocab, labels, batch_size=5, seed=3, window=2)
+    # count the chunks read into memory between two batches: never more than the window
+    reads: list[int] = []
+    read_chunk = cache.chunk
+    cache.chunk = lambda index: (reads.append(index), read_chunk(index))[1]
     orders = []
     for epoch in (1, 2):
         batches.set_epoch(epoch)
         seen = []
         count = 0
+        reads.clear()
+        resident: list[int] = []
         for batch in batches:
+            resident.append(len(reads))
+            reads.clear()
             count += 1
             assert batch["input_ids"].shape[0] <= 5
             for ids, length, gold in zip(batch["input_ids"], batch["lengths"], batch["labels"]):
@@ -124,6 +132,7 @@ def test_transfer_batches_visit_every_row_once_per_epoch_from_a_bounded_window(t
                 assert int(gold) == (labels[row] if row < 3 else IGNORE)
         assert count == len(batches)
         assert sorted(seen) == list(range(50))
+        assert max(resident) <= 2 and sum(resident) == 5  # each of the 5 chunks read once per epoch, 2 at a time at most
         orders.append(seen)
     assert orders[0] != orders[1]
     # a transfer-size study reads only the first rows of the same cache

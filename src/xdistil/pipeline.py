@@ -71,6 +71,7 @@ class Run:
             torch.set_num_threads(config.threads)
         self.out = Path(config.out)
         self.task = get_task(config.task)
+        self._preflight()  # before the folder is touched: a config that cannot run leaves nothing behind
         self.previous = prepare_folder(self.out, config, overwrite)
         set_seed(config.seed)
         self.accelerator = Accelerator(cpu=config.device == "cpu", mixed_precision=config.mixed_precision)
@@ -264,7 +265,6 @@ class Run:
         """Run the steps up to and including `until`; earlier finished steps are loaded, not redone."""
         if until not in STEPS:
             raise XDistilError(f"unknown step '{until}'; expected one of {', '.join(STEPS)}")
-        self._preflight()
         for step, make in zip(STEPS, (lambda: self.teacher, lambda: self.inputs, self._students)):
             make()
             if step == until:
