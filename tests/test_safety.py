@@ -101,7 +101,8 @@ def test_a_flags_only_run_gets_its_own_folder(tmp_path, tiny_teacher):
     # a train file too small to carve a test split stops the run once its folder is made: only the folder's name matters here
     args = ("run", "--teacher", str(tiny_teacher), "--train", str(Path(__file__).parent / "bad_inputs" / "one_class.csv"))
     assert_one_line_error(xdistil(*args, cwd=tmp_path), "too few examples")
-    assert_one_line_error(xdistil(*args, cwd=tmp_path), "too few examples")
+    again = xdistil(*args, cwd=tmp_path)
+    assert again.returncode == 2 and "same config as the last run" in again.stderr
     made = list((tmp_path / "runs").iterdir())
     assert len(made) == 1 and made[0].name.startswith("one_class-")  # the same flags resume the same folder, never runs/demo
 
