@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import csv
+import os
 import random
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# property tests draw the same examples on every run (CI included), so a failure replays exactly;
+# HYPOTHESIS_PROFILE=explore draws new ones (and prints the seed of a failure)
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("explore", print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 POSITIVE = "great superb moving delightful brilliant charming funny warm clever gripping".split()
 NEGATIVE = "dull boring awful tedious clumsy bland messy weak flat lifeless".split()

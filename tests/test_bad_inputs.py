@@ -62,9 +62,16 @@ def test_bom_and_crlf_files_are_read_as_is(tmp_path, tiny_teacher, name):
 
 
 def test_lines_longer_than_max_length_are_truncated_and_counted(tmp_path, tiny_teacher):
-    result = xdistil("annotate", str(_config(tmp_path, tiny_teacher, BAD / "long_lines.csv", dev=BAD / "long_lines.csv")))
+    path = _config(tmp_path, tiny_teacher, BAD / "long_lines.csv", dev=BAD / "long_lines.csv")
+    values = yaml.safe_load(path.read_text())
+    values["distill"] = {"stages": [{"name": "soft", "losses": {"soft": 1.0}, "epochs": 1}]}
+    values["evaluation"] = {"baseline": False, "latency_batch_sizes": []}
+    path.write_text(yaml.safe_dump(values))
+    result = xdistil("run", str(path))
     assert result.returncode == 0, result.stderr
     assert "teacher labels transfer: 4 texts longer than 32 word pieces were truncated" in result.stderr
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "- transfer: 4 texts longer than 32 word pieces were truncated" in report  # the count reaches the report
 
 
 @pytest.mark.parametrize(

@@ -81,10 +81,27 @@ def test_conversion_gives_the_same_weights_and_tokenizer(tmp_path):
     folder = convert_e5(tmp_path / "tiny.bin", tmp_path / "hf")
     model = BertModel.from_pretrained(str(folder)).eval()
     state = model.state_dict()
-    assert np.allclose(state["embeddings.word_embeddings.weight"].numpy(), expected["emb.word"].reshape(VOCAB, H))
-    assert np.allclose(state["encoder.layer.0.intermediate.dense.weight"].numpy(), expected["l0.fi.w"].reshape(FFN, H))
-    assert np.allclose(state["encoder.layer.0.output.dense.weight"].numpy(), expected["l0.fo.w"].reshape(H, FFN))
-    assert np.allclose(state["encoder.layer.0.attention.self.query.bias"].numpy(), expected["l0.q.b"])
+    # every tensor of the file, at the place and in the (out, in) layout BERT expects, written out here
+    # independently of the converter's own table: a transposed or swapped q/k/v fails
+    want = {
+        "embeddings.word_embeddings.weight": expected["emb.word"].reshape(VOCAB, H),
+        "embeddings.position_embeddings.weight": expected["emb.pos"].reshape(MAXP, H),
+        "embeddings.token_type_embeddings.weight": expected["emb.type"].reshape(TYPES, H),
+        "embeddings.LayerNorm.weight": expected["emb.ln.w"], "embeddings.LayerNorm.bias": expected["emb.ln.b"],
+    }
+    places = {"q": ("attention.self.query", (H, H)), "k": ("attention.self.key", (H, H)), "v": ("attention.self.value", (H, H)),
+              "ao": ("attention.output.dense", (H, H)), "fi": ("intermediate.dense", (FFN, H)), "fo": ("output.dense", (H, FFN))}
+    for layer in range(LAYERS):
+        for short, (place, shape) in places.items():
+            want[f"encoder.layer.{layer}.{place}.weight"] = expected[f"l{layer}.{short}.w"].reshape(shape)
+            want[f"encoder.layer.{layer}.{place}.bias"] = expected[f"l{layer}.{short}.b"]
+        for short, place in (("aln", "attention.output.LayerNorm"), ("oln", "output.LayerNorm")):
+            want[f"encoder.layer.{layer}.{place}.weight"] = expected[f"l{layer}.{short}.w"]
+            want[f"encoder.layer.{layer}.{place}.bias"] = expected[f"l{layer}.{short}.b"]
+    assert len(want) == len(expected)  # each tensor of the file has its place
+    for name, values in want.items():
+        assert state[name].shape == values.shape and np.allclose(state[name].numpy(), values), name
+    assert {k for k in state if not k.startswith(("pooler.", "embeddings.position_ids"))} == set(want)
     tok = AutoTokenizer.from_pretrained(str(folder))
     # Unigram: "▁ab" (score -1) beats "▁a" + "b" (-5); a tab is a space; the ligature is NFKC-normalised
     assert tok.convert_ids_to_tokens(tok("ab\tb \ufb01")["input_ids"]) == ["<s>", "\u2581ab", "\u2581b", "\u2581fi", "</s>"]

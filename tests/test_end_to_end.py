@@ -225,3 +225,18 @@ def test_something_is_learned_and_distillation_helps(finished):
     assert metrics["teacher"]["accuracy"] >= 0.9, metrics["teacher"]
     assert metrics["student"]["accuracy"] >= 0.8, metrics["student"]
     assert metrics["student"]["accuracy"] > metrics["baseline_no_distillation"]["accuracy"]
+
+
+def test_changed_data_redoes_the_teacher_and_says_so(finished, tiny_teacher, sentiment_files, tmp_path, capsys):
+    _, out, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    train = tmp_path / "train.csv"
+    lines = sentiment_files["train"].read_text().splitlines()
+    train.write_text("\n".join(lines[:-1]) + "\n")  # one example fewer
+    teacher = _stamps(copy / "teacher")
+    Run(tiny_run_config(tiny_teacher, {**sentiment_files, "train": train}, copy)).run(until="finetune")
+    log = capsys.readouterr().err
+    assert "data: the data changed since this folder's last run" in log and "teacher: redone" in log
+    assert json.loads((copy / "data.json").read_text())["sizes"]["train"] == 59
+    assert set(_stamps(copy / "teacher").values()).isdisjoint(teacher.values())

@@ -36,15 +36,16 @@ def test_annotation_matches_a_direct_forward_pass(teacher, tmp_path):
     cache = annotate(model, tokenizer, iter(data), len(data), tmp_path / "c", SPEC, "fp1", classify_chunk)
     rows = cache.load()
     ids, logits, reps = rows.ids, rows.logits, rows.reps
-    assert ids[5].tolist() == tokenizer(data[5], truncation=True, max_length=16)["input_ids"]
     assert logits.shape == (30, 2) and reps.shape == (30, 32) and reps.dtype == np.float16
     import torch
 
-    with torch.no_grad():
-        enc = tokenizer(data[5], return_tensors="pt", truncation=True, max_length=16)
-        direct = model(**enc, output_hidden_states=True)
-    assert np.allclose(logits[5], direct.logits[0].numpy(), atol=1e-4)
-    assert np.allclose(reps[5], direct.hidden_states[1][0, 0].numpy(), atol=1e-2)
+    for row, text in enumerate(data):  # every row, in order: batching by length never mixes rows up
+        assert ids[row].tolist() == tokenizer(text, truncation=True, max_length=16)["input_ids"]
+        with torch.no_grad():
+            enc = tokenizer(text, return_tensors="pt", truncation=True, max_length=16)
+            direct = model(**enc, output_hidden_states=True)
+        assert np.allclose(logits[row], direct.logits[0].numpy(), atol=1e-4), row
+        assert np.allclose(reps[row], direct.hidden_states[1][0, 0].numpy(), atol=1e-2), row
 
 
 def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
