@@ -48,10 +48,9 @@ def test_run_from_flags_then_predict(tiny_teacher, sentiment_files, tmp_path):
     assert "| test accuracy (%)" in result.stdout
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["data"]["train"] == str(sentiment_files["train"]) and saved["data"]["dev"] is None
-    predicted = xdistil("predict", str(out / "student"), "great superb film", "dull boring film")
+    predicted = xdistil("predict", str(out / "student"), "great superb brilliant film", "dull boring awful film")
     assert predicted.returncode == 0, predicted.stderr
-    assert all(label in ("pos", "neg") for label in predicted.stdout.split())
-    assert len(predicted.stdout.split()) == 2
+    assert predicted.stdout.split() == ["pos", "neg"]  # the synthetic sentiment words were learned
 
 
 def test_run_with_a_transformer_student_from_flags(tiny_teacher, other_encoder, sentiment_files, tmp_path):

@@ -225,6 +225,7 @@ def test_transfer_file_that_is_the_test_file_is_dropped_and_counted(tmp_path, ti
     data = json.loads((out / "data.json").read_text())
     assert data["transfer_overlap"] == {"policy": "drop", "count": 40} and data["sizes"]["transfer"] == 1
     values["data"]["transfer_overlap"] = "error"
+    values["out"] = str(tmp_path / "strict")
     assert_one_line_error(xdistil("finetune", str(_config_file(tmp_path, values))), "test_texts.txt: the transfer text", "leakage")
 
 
