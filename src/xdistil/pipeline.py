@@ -17,6 +17,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from xdistil.checks import check_before_running
 from xdistil.config import RunConfig, absolute_paths, config_to_dict
 from xdistil.data.corpus import Corpus
 from xdistil.distill.data import TransferBatches, cached_data, warn_if_constant
@@ -40,7 +41,7 @@ from xdistil.tasks import get_task
 from xdistil.text import same_tokenization, tokenization_rules
 from xdistil.teacher.inference import resolve_layer
 from xdistil.teacher.precision import at_precision
-from xdistil.teacher.models import load_tokenizer, resolve_pooling, resolve_teacher, teacher_label_order
+from xdistil.teacher.models import load_tokenizer, resolve_pooling, teacher_label_order
 from xdistil.teacher.store import Teacher, load_or_finetune, saved_fingerprint
 from xdistil.transfer.cache import Annotation, AnnotationSpec, PairedCache, TransferCache, annotate_parts
 from xdistil.transfer.stream import TransferStream
@@ -71,7 +72,7 @@ class Run:
             torch.set_num_threads(config.threads)
         self.out = Path(config.out)
         self.task = get_task(config.task)
-        self._preflight()  # before the folder is touched: a config that cannot run leaves nothing behind
+        check_before_running(config)  # before the folder is touched: a config that cannot run leaves nothing behind
         self.previous = prepare_folder(self.out, config, overwrite)
         set_seed(config.seed)
         self.accelerator = Accelerator(cpu=config.device == "cpu", mixed_precision=config.mixed_precision)
@@ -270,29 +271,6 @@ class Run:
             if step == until:
                 return None
         return self.evaluate()
-
-    def _preflight(self) -> None:
-        """Check what can be checked before anything trains: the teacher exists, its layer indices and the
-        student's settings fit the teacher's config (the data is checked as it is read, also first)."""
-        from transformers import AutoConfig
-
-        config = self.config
-        source = resolve_teacher(config.teacher.model)  # a mistyped teacher fails before any data is read
-        try:
-            teacher_config = AutoConfig.from_pretrained(source)
-        except (OSError, ValueError) as err:
-            raise XDistilError(f"teacher '{config.teacher.model}': could not load a model (its config: {str(err).splitlines()[0]})") from None
-        layers = getattr(teacher_config, "num_hidden_layers", None)
-        if layers is not None:
-            if config.teacher.layer is not None and not 0 <= config.teacher.layer <= layers:
-                raise XDistilError(f"teacher.layer: {config.teacher.layer} is out of range; the teacher's hidden states are 0-{layers}")
-            for student_index, teacher_index in config.distill.layer_map.items():
-                if not 0 <= teacher_index <= layers:
-                    raise XDistilError(f"distill.layer_map: {student_index} -> {teacher_index}: the teacher's hidden states are 0-{layers}")
-            if config.distill.attention_layers and not 0 <= config.distill.attention_layers[1] < layers:
-                raise XDistilError(f"distill.attention_layers: teacher layer {config.distill.attention_layers[1]} does not exist "
-                                   f"(0-{layers - 1})")
-        family(config.student.arch).preflight(config.student, teacher_config)
 
     def _students(self) -> None:
         """The distilled student and, when evaluation compares against it, the no-distillation baseline."""

@@ -1,0 +1,31 @@
+"""Checks of a run config against the teacher's and the student encoder's configs, made before the
+run folder is touched or any data is read: a config that cannot run fails in one line, at once."""
+
+from __future__ import annotations
+
+from xdistil.config import RunConfig
+from xdistil.errors import XDistilError
+from xdistil.student.registry import family
+from xdistil.teacher.models import resolve_teacher
+
+
+def check_before_running(config: RunConfig) -> None:
+    """The teacher exists and its config reads; layer indices (teacher.layer, distill.layer_map,
+    distill.attention_layers) exist in it; the student family's own settings fit (e.g. kept layers)."""
+    from transformers import AutoConfig
+
+    source = resolve_teacher(config.teacher.model)
+    try:
+        teacher_config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise XDistilError(f"teacher '{config.teacher.model}': could not load a model (its config: {str(err).splitlines()[0]})") from None
+    layers = getattr(teacher_config, "num_hidden_layers", None)
+    if layers is not None:
+        if config.teacher.layer is not None and not 0 <= config.teacher.layer <= layers:
+            raise XDistilError(f"teacher.layer: {config.teacher.layer} is out of range; the teacher's hidden states are 0-{layers}")
+        for student_index, teacher_index in config.distill.layer_map.items():
+            if not 0 <= teacher_index <= layers:
+                raise XDistilError(f"distill.layer_map: {student_index} -> {teacher_index}: the teacher's hidden states are 0-{layers}")
+        if config.distill.attention_layers and not 0 <= config.distill.attention_layers[1] < layers:
+            raise XDistilError(f"distill.attention_layers: teacher layer {config.distill.attention_layers[1]} does not exist (0-{layers - 1})")
+    family(config.student.arch).preflight(config.student, teacher_config)
