@@ -108,3 +108,17 @@ def test_export_and_predict_through_the_cli(students, tmp_path):
     predicted = xdistil("predict", str(out), "a great superb film", "dull boring film")
     assert predicted.returncode == 0, predicted.stderr
     assert len(predicted.stdout.split()) == 2 and set(predicted.stdout.split()) <= {"pos", "neg"}
+
+
+def test_cli_predict_on_an_exported_folder_never_imports_torch(students, tmp_path):
+    folder = export_onnx(students["bilstm tagging"], tmp_path / "onnx")
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["torch"] = None  # any import of torch now fails
+        sys.argv = ["xdistil", "predict", {str(folder)!r}, "alice met bob in paris"]
+        from xdistil.cli import main
+        main()
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "XDISTIL_QUIET": "1"})
+    assert result.returncode == 0, result.stderr
+    assert [pair.split("/")[0] for pair in result.stdout.split()] == ["alice", "met", "bob", "in", "paris"]
