@@ -114,9 +114,12 @@ class AnnotationSpec:
                    transfer.teacher_precision)
 
     def identity(self) -> dict:
-        """What the cache's fingerprint and manifest record (fp32, the default, is left out, so caches
-        made before the precision setting existed stay valid)."""
-        return {k: v for k, v in self.__dict__.items() if not (k == "precision" and v == "fp32")}
+        """What the cache's fingerprint and manifest record: the precision with its recipe (fp32, the
+        default, is left out, so caches made before the precision setting existed stay valid)."""
+        from xdistil.teacher.precision import RECIPES
+
+        values = {k: v for k, v in self.__dict__.items() if k != "precision"}
+        return values if self.precision == "fp32" else {**values, "precision": f"{self.precision}: {RECIPES[self.precision]}"}
 
 
 # (model, tokenizer, texts of one chunk, spec, label order, advance(n)) -> (tensors, texts truncated or split)
