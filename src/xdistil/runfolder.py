@@ -134,4 +134,4 @@ def step_reason(previous: dict | None, current: dict, keys: tuple[str, ...]) -> 
         found = first_difference(old, new, f"{key}.")
         if found:
             return found
-    return "its inputs changed (data files, or an earlier step was redone)"
+    return "its inputs changed: data files, an earlier step, or how this xdistil version computes it"
