@@ -118,13 +118,13 @@ def main() -> None:
                      "loyalty": metrics["student"]["loyalty"], "from": str(current.relative_to(HERE.parent))})
     path = HERE / "results" / f"transformer_search_{args.layers}L_seed{args.seed}.json"
     previous = json.loads(path.read_text())["rows"] if path.exists() else []
-    rows += [row for row in previous if row["variant"] not in names + ["current"]]
-    best = max(rows, key=lambda row: row["dev_accuracy"])
+    rows += [row for row in previous if row["variant"] not in names and not row["variant"].startswith("current")]
+    best = max((row for row in rows if "dev_accuracy" in row), key=lambda row: row["dev_accuracy"])  # unfinished rows have none
     result = {
         "command": "python " + " ".join(sys.argv), "student": f"all-MiniLM-L6-v2 cut to {args.layers} layers",
         "teacher": "all-mpnet-base-v2 fine-tuned on the benchmark's 1,000 labels (base run folder)",
         "seed": args.seed, "selected_on": "dev accuracy (test shown for the record only)",
-        "rows": sorted(rows, key=lambda row: -row["dev_accuracy"]), "best_on_dev": best["variant"],
+        "rows": sorted(rows, key=lambda row: -row.get("dev_accuracy", 0)), "best_on_dev": best["variant"],
         "seconds": time.perf_counter() - started,
     }
     path.write_text(json.dumps(result, indent=1))
