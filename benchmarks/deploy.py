@@ -78,6 +78,7 @@ def measure(name: str, folder: Path, mode: dict, threads: int) -> list[dict]:
         export_onnx(folder / "student", out, int8=precision == "int8")
         variants.append(("onnx", precision, OnnxStudent(out, threads=threads), (out / MODEL).stat().st_size))
     reference = None
+    pytorch_logits = student.logits(texts)
     rows = []
     for fmt, precision, model, size in variants:
         if size is None:
@@ -91,6 +92,8 @@ def measure(name: str, folder: Path, mode: dict, threads: int) -> list[dict]:
             "latency_ms": {f"batch_{b}": median_ms(model.predict_proba, texts, b, r) for b, r in mode["repeats"].items()},
             "agreement": float((predicted == reference).mean()),
         }
+        if fmt == "onnx":  # how far the exported model's logits are from the PyTorch student's, over these texts
+            row["max_logit_difference_vs_pytorch_fp32"] = float(np.abs(model.logits(texts) - pytorch_logits).max())
         rows.append(row)
         print(f"{name:>12} {fmt:>7} {precision}: accuracy {100 * row['accuracy']:.1f}%, {row['size_mb']:.1f} MB, "
               f"batch 1 {row['latency_ms']['batch_1']:.1f} ms, batch 32 {row['latency_ms']['batch_32']:.1f} ms, "

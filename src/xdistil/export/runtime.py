@@ -15,6 +15,7 @@ import numpy as np
 
 from xdistil.data.readers import MAX_CHARS, clip
 from xdistil.errors import XDistilError
+from xdistil.numeric import softmax
 from xdistil.text import encode_words, tokenize
 
 ONNX_CONFIG = "onnx_config.json"
@@ -79,6 +80,9 @@ class OnnxStudent:
         self.session = ort.InferenceSession(str(folder / MODEL), options, providers=["CPUExecutionProvider"])
 
     def _run(self, sequences: list[np.ndarray], word_index: np.ndarray | None = None) -> np.ndarray:
+        return softmax(self._logits(sequences, word_index))
+
+    def _logits(self, sequences: list[np.ndarray], word_index: np.ndarray | None = None) -> np.ndarray:
         lengths = np.asarray([len(s) for s in sequences], dtype=np.int64)
         ids = np.full((len(sequences), int(lengths.max())), self.pad_id, dtype=np.int64)
         for row, sequence in enumerate(sequences):
@@ -86,9 +90,16 @@ class OnnxStudent:
         feed = {"input_ids": ids, "lengths": lengths}
         if word_index is not None:
             feed["word_index"] = word_index
-        logits = self.session.run(["logits"], feed)[0]
-        shifted = np.exp(logits - logits.max(-1, keepdims=True))
-        return shifted / shifted.sum(-1, keepdims=True)
+        return self.session.run(["logits"], feed)[0]
+
+    def logits(self, texts: Sequence[str] | str, batch_size: int = 256) -> np.ndarray:
+        """Classification: the raw logits, one row per text (what export is checked against)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            return np.zeros((0, len(self.label_names)), dtype=np.float32)
+        ids, _ = tokenize(self.tokenizer, [clip(t, MAX_CHARS)[0] for t in texts], self.max_length)
+        sequences = [self.lookup[np.asarray(i, dtype=np.int64)] for i in ids]
+        return np.concatenate([self._logits(sequences[start : start + batch_size]) for start in range(0, len(sequences), batch_size)])
 
     def predict_proba(self, texts: Sequence | str, batch_size: int = 256):
         """Classification: (texts, labels) probabilities. Tagging: per sentence, (words, labels)."""
@@ -96,12 +107,7 @@ class OnnxStudent:
             texts = [texts]
         if self.task == "tagging":
             return self._tag_proba(texts, batch_size)
-        texts = [clip(t, MAX_CHARS)[0] for t in texts]
-        if not texts:
-            return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        ids, _ = tokenize(self.tokenizer, texts, self.max_length)
-        sequences = [self.lookup[np.asarray(i, dtype=np.int64)] for i in ids]
-        return np.concatenate([self._run(sequences[start : start + batch_size]) for start in range(0, len(sequences), batch_size)])
+        return softmax(self.logits(texts, batch_size))
 
     def _tag_proba(self, sentences: Sequence, batch_size: int) -> list[np.ndarray]:
         words = [clip(s, MAX_CHARS)[0].split() if isinstance(s, str) else list(s) for s in sentences]

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
 from xdistil.data.readers import MAX_CHARS, clip
+from xdistil.numeric import softmax
 from xdistil.errors import XDistilError
 from xdistil.storage import atomic_write_json, replace_folder, staging_folder
 from xdistil.student.base import Student
@@ -68,17 +69,18 @@ class DistilledClassifier(DistilledStudent):
 
     task = "classification"
 
-    @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str] | str, batch_size: int = 256) -> np.ndarray:
         """Class probabilities, one row per text (a string is one text), columns in `label_names` order."""
+        return softmax(self.logits(texts, batch_size))
+
+    @torch.inference_mode()
+    def logits(self, texts: Sequence[str] | str, batch_size: int = 256) -> np.ndarray:
+        """The raw logits, one row per text (texts cut to `max_length` pieces, as in training)."""
         texts = [texts] if isinstance(texts, str) else [clip(t, MAX_CHARS)[0] for t in texts]
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
         ids = student_ids(self.tokenizer, self.vocab, texts, self.max_length)
-        rows = []
-        for start in range(0, len(ids), batch_size):
-            batch = batch_inputs(ids[start : start + batch_size], self.vocab.pad_id)
-            rows.append(torch.softmax(self.model(batch).logits.float(), dim=-1))
+        rows = [self.model(batch_inputs(ids[s : s + batch_size], self.vocab.pad_id)).logits.float() for s in range(0, len(ids), batch_size)]
         return torch.cat(rows).numpy()
 
     def predict(self, texts: Sequence[str] | str, batch_size: int = 256) -> list[str]:
