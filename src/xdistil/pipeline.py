@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from xdistil.checks import check_before_running
-from xdistil.config import RunConfig, absolute_paths, config_to_dict
+from xdistil.config import RunConfig, TeacherConfig, absolute_paths, config_to_dict
 from xdistil.data.corpus import Corpus
 from xdistil.distill.data import TransferBatches, cached_data, warn_if_constant
 from xdistil.distill.losses import needs_teacher
@@ -47,10 +47,11 @@ from xdistil.transfer.cache import Annotation, AnnotationSpec, PairedCache, Tran
 from xdistil.transfer.stream import TransferStream
 
 STEPS = ("finetune", "annotate", "distill", "evaluate")
+# teacher settings that only change what annotation extracts: not part of the fine-tuned teacher's identity
+ANNOTATION_ONLY = ("layer", "pooling")
 # the config keys each step reads, in the order a changed one is named in the log
-TEACHER_KEYS = ("data", "seed", "teacher.model", "teacher.finetune", "teacher.epochs", "teacher.lr", "teacher.head_lr",
-                "teacher.batch_size", "teacher.warmup_ratio", "teacher.weight_decay", "teacher.patience", "teacher.max_length")
-ANNOTATION_KEYS = (*TEACHER_KEYS, "teacher.layer", "teacher.pooling", "transfer")
+TEACHER_KEYS = ("data", "seed", *(f"teacher.{k}" for k in TeacherConfig.model_fields if k not in ANNOTATION_ONLY))
+ANNOTATION_KEYS = (*TEACHER_KEYS, *(f"teacher.{k}" for k in ANNOTATION_ONLY), "transfer")
 STUDENT_KEYS = ("student", "distill", *ANNOTATION_KEYS)
 
 
@@ -107,8 +108,7 @@ class Run:
     def teacher(self) -> Teacher:
         config, corpus, started = self.config, self.data.corpus, time.perf_counter()
         enter_step("teacher fine-tuning")
-        # layer and pooling only change what annotation extracts, so they are not part of the teacher's identity
-        settings = config.teacher.model_dump(mode="json", exclude={"layer", "pooling"})
+        settings = config.teacher.model_dump(mode="json", exclude=set(ANNOTATION_ONLY))
         teacher_fp = fingerprint(settings, self.data.fingerprint, config.seed)
 
         def finetune(model: torch.nn.Module) -> StageHistory:

@@ -19,6 +19,7 @@ from xdistil.errors import XDistilError
 from xdistil.export.runtime import MODEL, ONNX_CONFIG, OnnxStudent
 from xdistil.progress import log
 from xdistil.storage import replace_folder, staging_folder
+from xdistil.student.inputs import tensor_batch
 from xdistil.student.io import DistilledStudent, DistilledTagger, load_student
 
 TOLERANCE = 1e-4
@@ -49,13 +50,13 @@ def _names(student: DistilledStudent) -> list[str]:
 def max_difference(student: DistilledStudent, session_folder: Path) -> float:
     """Largest |ONNX - PyTorch| logit over random batches of several shapes (through the runtime's session)."""
     runtime = OnnxStudent(session_folder)
+    exported = student.model.export_module().eval()
     worst = 0.0
     for seed, (batch, length) in enumerate([(1, 5), (3, 17), (8, 40), (2, 1)]):
         tensors = _inputs(student, batch, length, seed)
         with torch.inference_mode():
-            expected = student.model.export_module().eval()(*tensors).numpy()
-            reference = student.model({"input_ids": tensors[0], "lengths": tensors[1],
-                                       **({"word_index": tensors[2]} if len(tensors) > 2 else {})}).logits.numpy()
+            expected = exported(*tensors).numpy()
+            reference = student.model(tensor_batch(*tensors)).logits.numpy()
         worst = max(worst, float(np.abs(expected - reference).max()))  # the export module is the student itself
         feed = {name: t.numpy().astype(np.int64) for name, t in zip(_names(student), tensors)}
         got = runtime.session.run(["logits"], feed)[0]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from xdistil.student.inputs import batch_inputs
+from xdistil.student.inputs import batch_inputs, tensor_batch
 from xdistil.student.settings import StudentSettings
 from xdistil.student.vocab import PrunedVocab
 
@@ -122,7 +122,4 @@ class _LogitsOnly(nn.Module):
         self.student = student
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor, word_index: torch.Tensor | None = None) -> torch.Tensor:
-        batch = {"input_ids": input_ids, "lengths": lengths}
-        if word_index is not None:
-            batch["word_index"] = word_index
-        return self.student(batch).logits
+        return self.student(tensor_batch(input_ids, lengths, word_index)).logits

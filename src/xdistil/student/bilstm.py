@@ -17,6 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from xdistil.student.base import Student, StudentContext, StudentOutput
 from xdistil.student.embeddings import pca_compress
+from xdistil.student.inputs import tensor_batch
 from xdistil.student.registry import register
 from xdistil.student.settings import StudentSettings
 
@@ -182,7 +183,4 @@ class _UnpackedBiLSTM(nn.Module):
             ahead, _ = forward_lstm(hidden)
             behind, _ = backward_lstm(_reverse_within(hidden, lengths))
             hidden = torch.cat([ahead, _reverse_within(behind, lengths)], dim=-1)
-        batch = {"input_ids": input_ids, "lengths": lengths}
-        if word_index is not None:
-            batch["word_index"] = word_index
-        return self.student._head(hidden, batch).logits
+        return self.student._head(hidden, tensor_batch(input_ids, lengths, word_index)).logits

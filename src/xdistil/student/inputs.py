@@ -25,6 +25,14 @@ def length_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
     return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def tensor_batch(input_ids: torch.Tensor, lengths: torch.Tensor, word_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """A student batch from positional tensors (as export and its checks pass them); `word_index` only for taggers."""
+    batch = {"input_ids": input_ids, "lengths": lengths}
+    if word_index is not None:
+        batch["word_index"] = word_index
+    return batch
+
+
 def batch_inputs(sequences: Sequence[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:
     """A student batch (`input_ids`, `lengths`) of student id arrays."""
     input_ids, lengths = pad_batch(sequences, pad_id)

@@ -76,7 +76,7 @@ class DistilledClassifier(DistilledStudent):
     @torch.inference_mode()
     def logits(self, texts: Sequence[str] | str, batch_size: int = 256) -> np.ndarray:
         """The raw logits, one row per text (texts cut to `max_length` pieces, as in training)."""
-        texts = [texts] if isinstance(texts, str) else [clip(t, MAX_CHARS)[0] for t in texts]
+        texts = [clip(t, MAX_CHARS)[0] for t in ([texts] if isinstance(texts, str) else texts)]
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
         ids = student_ids(self.tokenizer, self.vocab, texts, self.max_length)
