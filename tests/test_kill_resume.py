@@ -142,3 +142,31 @@ def test_killed_annotation_and_distillation_resume_to_the_same_result(uninterrup
     a = load_file(str(out / "student" / "model.safetensors"))
     b = load_file(str(whole_out / "student" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_interrupt_swallowed_while_reading_is_not_taken_for_a_damaged_file(tmp_path, monkeypatch):
+    """safetensors' load_file turns a Ctrl-C that lands inside it into a ValueError: the read must
+    re-raise the interrupt, not report the file as damaged (a chunk or stage would be redone, or the
+    run would stop with 'missing or damaged chunk' instead of exiting 130)."""
+    from safetensors.torch import save_file
+
+    from xdistil import errors, storage
+
+    path = tmp_path / "chunk.safetensors"
+    save_file({"x": torch.zeros(3)}, str(path), metadata={"k": "v"})
+    tensors, meta = storage.read_safetensors(path)
+    assert torch.equal(tensors["x"], torch.zeros(3)) and meta == {"k": "v"}
+
+    def swallowing_load(name: str):
+        try:
+            errors.on_signal(signal.SIGINT, None)
+        except KeyboardInterrupt:
+            raise ValueError("could not determine the shape of object type 'torch.storage.UntypedStorage'") from None
+
+    monkeypatch.setattr(errors, "_received", [])
+    monkeypatch.setattr(storage, "load_file", swallowing_load)
+    with pytest.raises(KeyboardInterrupt):
+        storage.read_safetensors(path)
+    monkeypatch.setattr(errors, "_received", [signal.SIGTERM])
+    monkeypatch.setattr(storage, "load_file", lambda name: (_ for _ in ()).throw(ValueError("damaged")))
+    assert storage.read_safetensors(path) is None  # a real damage, with no new signal: None (the caller redoes it)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 import yaml
 
-from xdistil.errors import XDistilError
+from xdistil.errors import XDistilError, on_signal, signals_received
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
 
@@ -294,45 +295,36 @@ def _options(
     """Distil a fine-tuned BERT-family teacher into a small, fast student using unlabeled transfer text."""
 
 
-_signals: list[int] = []  # the termination signals received
-
-
-def _terminate(signum, frame) -> None:
-    from xdistil.errors import Terminated
-
-    _signals.append(signum)
-    raise Terminated()
-
-
 def _interrupted() -> None:
     from xdistil import progress
 
     print(f"interrupted: {progress.current_step}; re-run the same command to resume", file=sys.stderr)
-    sys.exit(143 if _signals else 130)
+    sys.exit(143 if signal.SIGTERM in signals_received() else 130)
 
 
 def main() -> None:
     """Entry point. Exit codes: 0 done; 1 internal error; 2 bad input or usage (one line, no traceback);
     130 Ctrl-C and 143 SIGTERM (the step in progress is named; a re-run resumes)."""
-    import signal
-
     from transformers.utils import logging as hf_logging
 
     # a fresh classification head on a teacher is expected; transformers' load reports would only alarm
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         # typer turns Ctrl-C into a returned 130 (it may vendor its own click: exceptions are matched by name)
         code = app(standalone_mode=False, prog_name="xdistil")
     except XDistilError as err:
+        if signals_received():  # an interrupt some library turned into another error
+            _interrupted()
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         _interrupted()
     except Exception as err:
         code = getattr(err, "exit_code", None)
-        if type(err).__name__ == "Abort":
+        if type(err).__name__ == "Abort" or signals_received():
             _interrupted()
         if isinstance(code, int) and callable(getattr(err, "show", None)):  # click's usage errors: the usage line, exit 2
             err.show()

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from xdistil.batching import LengthBucketSampler
@@ -22,7 +22,7 @@ from xdistil.distill.losses import LossContext, build_loss, needs_teacher
 from xdistil.distill.stages import Stage, set_trainable
 from xdistil.loop import LoopSettings, StageHistory, fit
 from xdistil.progress import log
-from xdistil.storage import atomic_write_json
+from xdistil.storage import atomic_write_json, read_safetensors
 from xdistil.student.base import Student
 
 
@@ -88,9 +88,12 @@ class StageCheckpoints:
             return None
         try:
             info = json.loads(meta.read_text(encoding="utf-8"))
-            tensors = load_file(str(weights))
-        except (OSError, ValueError, RuntimeError):
+        except (OSError, ValueError):
             return None
+        read = read_safetensors(weights)
+        if read is None:
+            return None
+        tensors = read[0]
         if info.get("fingerprint") != self.fingerprint or info.get("stage") != stage.name:
             return None
         return tensors, StageHistory.from_dict(info["history"])

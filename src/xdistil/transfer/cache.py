@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from xdistil.errors import XDistilError
 from xdistil.fingerprint import fingerprint as _fingerprint
 from xdistil.progress import bar, log
-from xdistil.storage import atomic_write_json
+from xdistil.storage import atomic_write_json, read_safetensors
 
 MANIFEST = "manifest.json"
 TENSORS = {
@@ -145,16 +145,11 @@ class TransferCache:
 
     def read_chunk(self, index: int) -> dict[str, torch.Tensor] | None:
         """The chunk's tensors if the file is whole and belongs to this cache, else None."""
-        path = self.chunk_path(index)
-        if not path.is_file():
+        read = read_safetensors(self.chunk_path(index))
+        if read is None:
             return None
+        tensors, meta = read
         manifest = self.manifest
-        try:
-            tensors = load_file(str(path))
-            with safe_open(str(path), framework="pt") as handle:
-                meta = handle.metadata() or {}
-        except (SafetensorError, OSError, ValueError, RuntimeError):
-            return None
         start = index * manifest["chunk_size"]
         expected_rows = min(manifest["n"], start + manifest["chunk_size"]) - start
         if (
