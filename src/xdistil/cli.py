@@ -35,10 +35,16 @@ def _print_summary(metrics: dict) -> None:
     typer.echo(f"compression {metrics['compression']:.1f}x{speed}")
 
 
-def _step(config_path: Path, until: str, overwrite: bool) -> None:
+def _step(config_path: Path, until: str, overwrite: bool, transfer: dict | None = None) -> None:
     from xdistil.pipeline import Run
 
-    result = Run(_load(config_path), overwrite=overwrite).run(until)
+    from xdistil.config import build_config, config_to_dict
+
+    config = _load(config_path)
+    if transfer:  # command-line overrides of the transfer section (the engine): validated like the file's
+        values = config_to_dict(config)
+        config = build_config({**values, "transfer": {**values["transfer"], **transfer}}, "command line")
+    result = Run(config, overwrite=overwrite).run(until)
     if result:
         _print_summary(result)
 
@@ -126,9 +132,17 @@ def finetune(config: ConfigArg, overwrite: Overwrite = False) -> None:
 
 
 @app.command()
-def annotate(config: ConfigArg, overwrite: Overwrite = False) -> None:
+def annotate(
+    config: ConfigArg,
+    overwrite: Overwrite = False,
+    engine: Annotated[Optional[str], typer.Option(help="local (this process, or each of accelerate launch's) or ray")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster to join ('auto', 'ray://host:10001'); none starts one")] = None,
+) -> None:
     """Let the teacher label train, transfer, dev and test text into the run's cache (step 2; resumable)."""
-    _step(config, "annotate", overwrite)
+    overrides = {k: v for k, v in {"engine": engine}.items() if v is not None}
+    if address is not None:
+        overrides["ray"] = {**_load(config).transfer.ray.model_dump(), "address": address}
+    _step(config, "annotate", overwrite, overrides)
 
 
 @app.command()

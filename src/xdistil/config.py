@@ -78,6 +78,16 @@ class AugmentConfig(_Strict):
     max_ngram: int = Field(5, ge=1)
 
 
+class RayConfig(_Strict):
+    """Annotation on a Ray cluster: one teacher actor per worker, each labelling whole cache chunks."""
+
+    address: str | None = Field(None, description="cluster to join ('auto', 'ray://host:10001'); none starts a local one")
+    workers: int = Field(2, ge=1, description="teacher actors (Ray Data concurrency)")
+    num_cpus: float = Field(1, gt=0, description="CPUs per actor (also its torch threads)")
+    num_gpus: float = Field(0, ge=0, description="GPUs per actor")
+    window: int = Field(64, ge=1, description="chunks handed to Ray at a time (bounds the driver's memory)")
+
+
 class TransferConfig(_Strict):
     """How the teacher labels the transfer set and how the cache is stored."""
 
@@ -89,6 +99,10 @@ class TransferConfig(_Strict):
         "fidelity for speed"
     )
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    engine: Literal["local", "ray"] = Field(
+        "local", description="who annotates: this process (or each of `accelerate launch`'s), or a Ray cluster (pip install 'xdistil[ray]')"
+    )
+    ray: RayConfig = Field(default_factory=RayConfig)
 
 
 def _student_settings(values: Any) -> StudentSettings:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from accelerate import Accelerator
 
+from xdistil import distributed
 from xdistil.errors import XDistilError
 from xdistil.progress import bar, log
 
@@ -112,7 +113,9 @@ def fit(
         optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     else:
         optimizer = torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay)
-    is_loader = isinstance(train_batches, torch.utils.data.DataLoader)
+    is_loader = isinstance(train_batches, torch.utils.data.DataLoader) and not distributed.active()
+    if distributed.active():  # each process trains on its share of the batches (see distributed.py)
+        train_batches = distributed.ShardedBatches(train_batches)
     sampler = getattr(train_batches, "batch_sampler", None) if is_loader else train_batches
     loader = accelerator.prepare_data_loader(train_batches) if is_loader else train_batches
     steps_per_epoch = len(loader)
@@ -141,14 +144,15 @@ def fit(
                     batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 with accelerator.autocast():
                     loss = compute_loss(batch)
-                if not torch.isfinite(loss):
+                optimizer.zero_grad(set_to_none=True)
+                accelerator.backward(loss)
+                loss = distributed.average_gradients(all_params, loss)  # the loss itself with one process
+                if not torch.isfinite(loss):  # before any step: the weights are still the last good ones
                     model.load_state_dict(best_state)
                     raise XDistilError(
                         f"stage '{settings.name}': loss became {loss.item()} at epoch {epoch}, step {step}; "
                         f"stopped, best weights so far restored (try a lower lr)"
                     )
-                optimizer.zero_grad(set_to_none=True)
-                accelerator.backward(loss)
                 accelerator.clip_grad_norm_(all_params, settings.grad_clip)
                 optimizer.step()
                 scheduler.step()
@@ -158,7 +162,7 @@ def fit(
             model.eval()
             for m in extra_modules:
                 m.eval()
-            dev_loss, dev_score = evaluate()
+            dev_loss, dev_score = distributed.from_main(evaluate())  # every process decides alike
             record = EpochRecord(epoch, running / max(count, 1), dev_loss, dev_score, time.perf_counter() - started)
             history.epochs.append(record)
             accuracy = f", dev {settings.score_name} {dev_score:.4f}" if dev_score is not None else ""

@@ -17,6 +17,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from xdistil import distributed
 from xdistil.checks import check_before_running
 from xdistil.config import RunConfig, TeacherConfig, absolute_paths, config_to_dict
 from xdistil.data.corpus import Corpus
@@ -74,9 +75,11 @@ class Run:
         self.out = Path(config.out)
         self.task = get_task(config.task)
         check_before_running(config)  # before the folder is touched: a config that cannot run leaves nothing behind
-        self.previous = prepare_folder(self.out, config, overwrite)
+        # under `accelerate launch`/`torchrun` this joins the other processes (gloo on CPUs): see distributed.py
+        cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+        self.accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
+        self.previous = distributed.on_main(lambda: prepare_folder(self.out, config, overwrite))
         set_seed(config.seed)
-        self.accelerator = Accelerator(cpu=config.device == "cpu", mixed_precision=config.mixed_precision)
         self.timings: dict[str, float] = {}
 
     def _why(self, keys: tuple[str, ...]) -> str:
@@ -92,8 +95,8 @@ class Run:
         enter_step("reading the data")
         corpus = self.task.load_corpus(self.config.data)
         data_fp = corpus.fingerprint(self.config.task)
-        record_data(self.out, data_fp, {"sizes": corpus.sizes(), "labels": corpus.label_names, "notes": corpus.notes,
-                                        "transfer_overlap": {"policy": self.config.data.transfer_overlap, "count": corpus.transfer.overlap_count}})
+        distributed.on_main(lambda: record_data(self.out, data_fp, {"sizes": corpus.sizes(), "labels": corpus.label_names, "notes": corpus.notes,
+                                        "transfer_overlap": {"policy": self.config.data.transfer_overlap, "count": corpus.transfer.overlap_count}}))
         log(f"data: {', '.join(f'{k} {v:,}' for k, v in corpus.sizes().items())}; labels {corpus.label_names}")
         for note in corpus.notes:
             log(f"  {note}")
@@ -145,10 +148,20 @@ class Run:
         annotator_model = at_precision(teacher.model, config.transfer.teacher_precision)  # a converted copy, or the teacher
         annotation = annotate_parts(
             annotator_model, self.tokenizer, self.transfer.parts(), self.out / "cache", spec, teacher.fingerprint, self.task.annotator,
-            label_order, self.task.long_text, changed=self._why(ANNOTATION_KEYS),
+            label_order, self.task.long_text, changed=self._why(ANNOTATION_KEYS), engine=self.engine,
         )
         self._timed("annotate", started)
         return annotation
+
+    @property
+    def engine(self):
+        """Who annotates: None for this process (or each of several), else the Ray engine."""
+        transfer = self.config.transfer
+        if transfer.engine == "ray":
+            from xdistil.transfer.ray_engine import TeacherSource, ray_engine
+
+            return ray_engine(transfer.ray, TeacherSource(str(self.out / "teacher"), self.task.teacher_class, transfer.teacher_precision))
+        return None
 
     @cached_property
     def student_tokenizer(self):
@@ -228,7 +241,8 @@ class Run:
         started = time.perf_counter()
         trained = self._train("student", expand_stages(self.config.distill, self.config.student.layer_groups()))
         corpus = self.data.corpus
-        save_student(self.out / "student", trained.model, self.student_tokenizer, self.vocab, corpus.label_names, self.config.teacher.max_length)
+        distributed.on_main(lambda: save_student(self.out / "student", trained.model, self.student_tokenizer, self.vocab,
+                                                 corpus.label_names, self.config.teacher.max_length))
         self._timed("distill", started)
         return trained
 
@@ -270,7 +284,7 @@ class Run:
             make()
             if step == until:
                 return None
-        return self.evaluate()
+        return distributed.on_main(self.evaluate)  # the other processes' share ends with training
 
     def _students(self) -> None:
         """The distilled student and, when evaluation compares against it, the no-distillation baseline."""

@@ -16,6 +16,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from xdistil import distributed
+
 console = Console(stderr=True, soft_wrap=True)
 # the step a run is in, for the message an interrupted command prints
 current_step = "starting"
@@ -28,8 +30,9 @@ def enter_step(name: str) -> None:
 
 
 def log(message: str) -> None:
-    """One line of run log on stderr."""
-    console.print(message, highlight=False, markup=False)
+    """One line of run log on stderr (from the main process only, when several run)."""
+    if distributed.is_main():
+        console.print(message, highlight=False, markup=False)
 
 
 @contextmanager
@@ -45,7 +48,7 @@ def bar(total: int, description: str) -> Iterator[Progress]:
         TextColumn("{task.fields[info]}", markup=False),
         console=console,
         transient=not console.is_terminal,
-        disable=os.environ.get("XDISTIL_QUIET") == "1",
+        disable=os.environ.get("XDISTIL_QUIET") == "1" or not distributed.is_main(),
     )
     with progress:
         progress.add_task(description, total=total, info="")

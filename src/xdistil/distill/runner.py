@@ -15,6 +15,7 @@ from accelerate import Accelerator
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
+from xdistil import distributed
 from xdistil.batching import LengthBucketSampler
 from xdistil.config import DistillConfig
 from xdistil.distill.data import DistillData, TransferBatches, predict_rows
@@ -66,7 +67,11 @@ class StageCheckpoints:
         folder.mkdir(parents=True, exist_ok=True)
 
     def discard_stale(self) -> int:
-        """Delete the stage files another fingerprint made (an earlier config's student); how many stages they were."""
+        """Delete the stage files another fingerprint made (an earlier config's student); how many stages they were.
+        (With several processes, the main one deletes and tells the others.)"""
+        return distributed.on_main(self._discard_stale)
+
+    def _discard_stale(self) -> int:
         stale = 0
         for meta in sorted(self.folder.glob("stage-*.json")):
             try:
@@ -99,6 +104,12 @@ class StageCheckpoints:
         return tensors, StageHistory.from_dict(info["history"])
 
     def save(self, index: int, stage: Stage, tensors: dict[str, torch.Tensor], history: StageHistory) -> None:
+        """Write a finished stage (the main process writes; every process waits until it is written)."""
+        if distributed.is_main():
+            self._save(index, stage, tensors, history)
+        distributed.barrier()
+
+    def _save(self, index: int, stage: Stage, tensors: dict[str, torch.Tensor], history: StageHistory) -> None:
         weights, meta = self._paths(index)
         tmp = weights.with_name(weights.name + ".tmp")
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from xdistil import distributed
 from xdistil.config import TeacherConfig
 from xdistil.loop import StageHistory
 from xdistil.progress import log
@@ -68,5 +69,7 @@ def load_or_finetune(
     model = load_classifier(config.model, label_names, not config.finetune, auto_class).to(device)
     history = [finetune(model)] if config.finetune else []
     teacher = Teacher(model.eval(), fingerprint, history)
-    save_teacher(folder, teacher, tokenizer)
+    if distributed.is_main():  # every process holds the same fine-tuned weights; one writes them
+        save_teacher(folder, teacher, tokenizer)
+    distributed.barrier()
     return teacher

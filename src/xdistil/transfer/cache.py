@@ -26,6 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from xdistil import distributed
 from xdistil.errors import XDistilError
 from xdistil.fingerprint import fingerprint as _fingerprint
 from xdistil.progress import bar, log
@@ -83,6 +84,22 @@ class CacheRows:
             [x for p in parts for x in p.ids], np.concatenate([p.logits for p in parts]), np.concatenate([p.reps for p in parts]), starts,
             teacher_ids,
         )
+
+
+META_KEY = "xdistil"  # a chunk's metadata, as one sorted JSON string
+
+
+def chunk_metadata(stored: dict[str, str] | None) -> dict[str, str]:
+    """A chunk's metadata (fingerprint, start, truncated, checksum); chunks written before it was one
+    JSON string kept the keys as they are."""
+    stored = stored or {}
+    if META_KEY not in stored:
+        return stored
+    try:
+        meta = json.loads(stored[META_KEY])
+    except ValueError:
+        return {}  # unreadable: fails verification, so the chunk is redone
+    return meta if isinstance(meta, dict) else {}
 
 
 def _checksum(tensors: dict[str, torch.Tensor]) -> str:
@@ -148,7 +165,7 @@ class TransferCache:
         read = read_safetensors(self.chunk_path(index))
         if read is None:
             return None
-        tensors, meta = read
+        tensors, meta = read[0], chunk_metadata(read[1])
         manifest = self.manifest
         start = index * manifest["chunk_size"]
         expected_rows = min(manifest["n"], start + manifest["chunk_size"]) - start
@@ -215,8 +232,36 @@ class TransferCache:
         total = 0
         for index in range(self.num_chunks()):
             with safe_open(str(self.chunk_path(index)), framework="pt") as handle:
-                total += int((handle.metadata() or {}).get("truncated", 0))
+                total += int(chunk_metadata(handle.metadata()).get("truncated", 0))
         return total
+
+
+def label_chunk(
+    model: torch.nn.Module, tokenizer, texts: list, spec: AnnotationSpec, annotator: Annotator,
+    label_order: Sequence[int] | None, advance: Callable[[int], None] = lambda n: None,
+) -> tuple[dict[str, torch.Tensor], int]:
+    """The tensors of one chunk of texts (representations in the cache's dtype) and how many were cut."""
+    tensors, cut = annotator(model, tokenizer, texts, spec, label_order, advance)
+    if "repr" in tensors:
+        tensors["repr"] = tensors["repr"].to(torch.float16 if spec.dtype == "float16" else torch.float32)
+    return tensors, cut
+
+
+def write_chunk(cache: TransferCache, index: int, tensors: dict[str, torch.Tensor], cut: int) -> None:
+    """Write one chunk with its fingerprint and checksum: to a temporary file, renamed into place."""
+    manifest = cache.manifest
+    meta = {"fingerprint": manifest["fingerprint"], "start": str(index * manifest["chunk_size"]), "truncated": str(cut),
+            "checksum": _checksum(tensors)}
+    path = cache.chunk_path(index)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: two writers never share a temporary
+    # one metadata key: safetensors orders several in a per-process random order, and the same chunk must be the same bytes
+    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+    os.replace(tmp, path)
+
+
+# runs the chunks to do elsewhere (a Ray cluster): (model, tokenizer, cache, [(index, texts)], spec, annotator, label order,
+# rows to do); it writes each chunk with `write_chunk`
+ChunkEngine = Callable[..., None]
 
 
 def annotate(
@@ -231,43 +276,47 @@ def annotate(
     label_order: Sequence[int] | None = None,
     description: str = "annotating",
     changed: str | None = None,
+    engine: ChunkEngine | None = None,
 ) -> TransferCache:
     """Label `count` texts from `texts` (any iterable, read once) into `folder` chunk by chunk with
-    `annotator` (the task's: pooled rows or per-word rows), skipping chunks already done for the same fingerprint."""
+    `annotator` (the task's: pooled rows or per-word rows), skipping chunks already done for the same fingerprint.
+
+    With several processes (see distributed.py) each annotates the chunks whose index modulo the number
+    of processes is its rank; the main process writes the manifest. With `engine`, the chunks to do are
+    handed to it instead (e.g. a Ray cluster), which writes them with `write_chunk`."""
     cache = TransferCache(folder)
-    cache.folder.mkdir(parents=True, exist_ok=True)
     manifest_path = cache.folder / MANIFEST
     manifest = {"fingerprint": fingerprint, "n": count, "chunk_size": spec.chunk_size, **spec.identity()}
-    old = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
-    if old is not None:
-        if old.get("fingerprint") != fingerprint:  # another teacher, data or settings made them: annotate afresh
+    if distributed.is_main():
+        cache.folder.mkdir(parents=True, exist_ok=True)
+        old = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
+        if old is not None and old.get("fingerprint") != fingerprint:  # another teacher, data or settings made them: afresh
             log(f"{description}: redone ({changed or 'the teacher, the data or the annotation settings changed'})")
             for stale in cache.folder.glob("chunk-*.safetensors"):
                 stale.unlink()
-    if old != manifest:  # a finished cache is left untouched
-        atomic_write_json(manifest_path, manifest)
+        if old != manifest:  # a finished cache is left untouched
+            atomic_write_json(manifest_path, manifest)
+    distributed.barrier()  # the manifest is in place and stale chunks are gone before anyone reads
     chunks = cache.num_chunks()
     todo = {i for i in range(chunks) if cache.read_chunk(i) is None}
+    distributed.barrier()  # every process has its list before any writes
     if len(todo) < chunks:
         log(f"{description}: {chunks - len(todo)} of {chunks} chunks already done, resuming")
-    if not todo:
-        return cache
-    dtype = torch.float16 if spec.dtype == "float16" else torch.float32
-    remaining = sum(len(cache.chunk_rows(i)) for i in todo)
+    mine = {i for i in todo if i % distributed.world_size() == distributed.rank()}
     stream = iter(texts)
-    with bar(remaining, description) as progress:
-        for index in range(chunks):
-            chunk_texts = list(itertools.islice(stream, len(cache.chunk_rows(index))))
-            if index not in todo:
-                continue
-            tensors, cut = annotator(model, tokenizer, chunk_texts, spec, label_order, lambda n: progress.update(0, advance=n))
-            if "repr" in tensors:
-                tensors["repr"] = tensors["repr"].to(dtype)
-            meta = {"fingerprint": fingerprint, "start": str(index * spec.chunk_size), "truncated": str(cut), "checksum": _checksum(tensors)}
-            path = cache.chunk_path(index)
-            tmp = path.with_name(path.name + ".tmp")
-            save_file(tensors, str(tmp), metadata=meta)
-            os.replace(tmp, path)
+    pending = ((index, list(itertools.islice(stream, len(cache.chunk_rows(index))))) for index in range(chunks))
+    if engine is not None:
+        if distributed.is_main() and todo:
+            remaining = sum(len(cache.chunk_rows(i)) for i in todo)
+            engine(model, tokenizer, cache, ((i, t) for i, t in pending if i in todo), spec, annotator, label_order, remaining)
+    elif mine:
+        with bar(sum(len(cache.chunk_rows(i)) for i in mine), description) as progress:
+            for index, chunk_texts in pending:
+                if index in mine:
+                    tensors, cut = label_chunk(model, tokenizer, chunk_texts, spec, annotator, label_order,
+                                               lambda n: progress.update(0, advance=n))
+                    write_chunk(cache, index, tensors, cut)
+    distributed.barrier()  # every chunk is written before anyone reads the cache
     return cache
 
 
@@ -291,6 +340,7 @@ def annotate_parts(
     long_text: str,
     who: str = "teacher labels",
     changed: str | None = None,
+    engine: ChunkEngine | None = None,
 ) -> Annotation:
     """Annotate each part (texts, count, fingerprint of the texts) into `folder/<name>`, resuming finished
     chunks; a note says how many texts were longer than the teacher's max_length and what became of them.
@@ -300,7 +350,8 @@ def annotate_parts(
     notes: list[str] = []
     for name, (texts, count, texts_fp) in parts.items():
         fp = _fingerprint(teacher_fingerprint, spec.identity(), texts_fp)
-        caches[name] = annotate(model, tokenizer, texts, count, folder / name, spec, fp, annotator, label_order, f"{who} {name}", changed)
+        caches[name] = annotate(model, tokenizer, texts, count, folder / name, spec, fp, annotator, label_order, f"{who} {name}",
+                                changed, engine)
         cut = caches[name].truncated()
         if cut:
             notes.append(f"{name}: {cut} texts longer than {spec.max_length} word pieces were {long_text}")

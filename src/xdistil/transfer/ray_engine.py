@@ -1,0 +1,84 @@
+"""Annotation on a Ray cluster (`transfer.engine: ray`): Ray Data streams the chunks still to do, a pool of
+stateful actors (one teacher each) labels them and writes each chunk with its fingerprint and checksum,
+exactly as the local path does, so resume, verification and the rest of the pipeline are unchanged.
+Ray restarts a failed actor and retries its chunk; a chunk already written is never handed out again (see `annotate`).
+The run folder must be on storage every worker sees (any local cluster does)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from xdistil.config import RayConfig
+from xdistil.errors import XDistilError
+from xdistil.progress import bar
+from xdistil.transfer.cache import AnnotationSpec, Annotator, ChunkEngine, TransferCache, label_chunk, write_chunk
+
+
+@dataclass(frozen=True)
+class TeacherSource:
+    """Where an actor loads the fine-tuned teacher from (the run folder's `teacher/`, on storage every
+    worker sees), and at which precision it annotates. A model object is not shipped: a pickled
+    transformers model loses the hooks that return hidden states."""
+
+    folder: str
+    auto_class: type
+    precision: str
+
+    def load(self, device: str) -> torch.nn.Module:
+        from xdistil.teacher.precision import at_precision
+
+        return at_precision(self.auto_class.from_pretrained(self.folder).to(device).eval(), self.precision)
+
+
+class ChunkLabeler:
+    """A Ray actor: holds one teacher and writes every chunk of texts it is given into the cache."""
+
+    def __init__(self, teacher: TeacherSource, tokenizer, folder: str, spec: AnnotationSpec, annotator: Annotator,
+                 label_order: Sequence[int] | None, threads: int, device: str):
+        torch.set_num_threads(threads)
+        self.model, self.tokenizer = teacher.load(device), tokenizer
+        self.cache, self.spec, self.annotator, self.label_order = TransferCache(folder), spec, annotator, label_order
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for index, texts in zip(batch["index"], batch["texts"]):
+            tensors, cut = label_chunk(self.model, self.tokenizer, json.loads(texts), self.spec, self.annotator, self.label_order)
+            write_chunk(self.cache, int(index), tensors, cut)
+        return {"index": batch["index"], "rows": np.array([len(json.loads(t)) for t in batch["texts"]])}
+
+
+def ray_engine(settings: RayConfig, teacher: TeacherSource) -> ChunkEngine:
+    """The chunk engine that runs on Ray with `settings` (cluster address, actors, CPUs and GPUs each);
+    each actor loads `teacher` (the model handed to the engine stays in the driver)."""
+
+    def run(model: torch.nn.Module, tokenizer, cache: TransferCache, chunks: Iterable[tuple[int, list]], spec: AnnotationSpec,
+            annotator: Annotator, label_order: Sequence[int] | None, remaining: int) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise XDistilError("transfer.engine is ray but Ray is not installed: pip install 'xdistil[ray]'") from None
+        if not ray.is_initialized():
+            ray.init(address=settings.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # xdistil's own bar and log say what happens
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        device = "cuda" if settings.num_gpus > 0 else "cpu"
+        arguments = {"teacher": teacher, "tokenizer": tokenizer, "folder": str(cache.folder), "spec": spec, "annotator": annotator,
+                     "label_order": label_order, "threads": max(1, int(settings.num_cpus)), "device": device}
+        chunks = iter(chunks)
+        with bar(remaining, f"annotating {cache.folder.name} on ray") as progress:
+            while window := list(itertools.islice(chunks, settings.window)):
+                items = [{"index": index, "texts": json.dumps(texts, ensure_ascii=False)} for index, texts in window]
+                labelled = ray.data.from_items(items).map_batches(
+                    ChunkLabeler, fn_constructor_kwargs=arguments, batch_size=1, compute=ray.data.ActorPoolStrategy(size=settings.workers),
+                    num_cpus=settings.num_cpus, num_gpus=settings.num_gpus,
+                )  # Ray Data restarts a dead actor and retries its chunk (max_restarts=-1 by default for actor pools)
+                for row in labelled.iter_rows():
+                    progress.update(0, advance=int(row["rows"]))
+
+    return run
