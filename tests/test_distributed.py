@@ -175,3 +175,25 @@ def test_ray_annotates_the_same_cache_and_survives_a_killed_actor(finetuned):
     _, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
     _assert_same_cache(finetuned / "single", out)
+
+
+def test_each_process_takes_an_equal_disjoint_share_of_the_batches(monkeypatch):
+    from xdistil import distributed
+
+    class Epochs(list):
+        epoch = None
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+    batches = Epochs(range(11))
+    shares = []
+    for rank in (0, 1, 2):
+        monkeypatch.setattr(distributed, "rank", lambda r=rank: r)
+        monkeypatch.setattr(distributed, "world_size", lambda: 3)
+        share = distributed.ShardedBatches(batches)
+        share.set_epoch(4)
+        assert batches.epoch == 4 and len(share) == 3
+        shares.append(list(share))
+    assert [len(s) for s in shares] == [3, 3, 3]  # 11 batches: 9 taken, the last 2 left out, so every step all-reduces
+    assert sorted(b for s in shares for b in s) == list(range(9))

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from accelerate import Accelerator
 
-from xdistil import distributed
+import xdistil.distributed as distributed
 from xdistil.errors import XDistilError
 from xdistil.progress import bar, log
 

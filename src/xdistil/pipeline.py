@@ -17,7 +17,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from xdistil import distributed
+import xdistil.distributed as distributed
 from xdistil.checks import check_before_running
 from xdistil.config import RunConfig, TeacherConfig, absolute_paths, config_to_dict
 from xdistil.data.corpus import Corpus

@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from xdistil import distributed
+import xdistil.distributed as distributed
 
 console = Console(stderr=True, soft_wrap=True)
 # the step a run is in, for the message an interrupted command prints

@@ -15,7 +15,7 @@ from accelerate import Accelerator
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
-from xdistil import distributed
+import xdistil.distributed as distributed
 from xdistil.batching import LengthBucketSampler
 from xdistil.config import DistillConfig
 from xdistil.distill.data import DistillData, TransferBatches, predict_rows

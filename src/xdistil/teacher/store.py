@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from xdistil import distributed
+import xdistil.distributed as distributed
 from xdistil.config import TeacherConfig
 from xdistil.loop import StageHistory
 from xdistil.progress import log

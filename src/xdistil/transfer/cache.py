@@ -26,7 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from xdistil import distributed
+import xdistil.distributed as distributed
 from xdistil.errors import XDistilError
 from xdistil.fingerprint import fingerprint as _fingerprint
 from xdistil.progress import bar, log
