@@ -58,6 +58,21 @@ def _copy_with_teacher(root: Path, name: str, **transfer) -> Path:
     return path
 
 
+def test_two_processes_fine_tune_the_teacher_and_write_it_once(finetuned):
+    values = yaml.safe_load((finetuned / "single.yaml").read_text())
+    values["out"] = str(finetuned / "two-teacher")
+    config = finetuned / "two-teacher.yaml"
+    config.write_text(yaml.safe_dump(values))
+    done = subprocess.run([*LAUNCH, "finetune", str(config)], env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("teacher: fine-tuning") == 1  # the main process logs
+    history = json.loads((finetuned / "two-teacher" / "teacher" / "xdistil_teacher.json").read_text())["history"][0]
+    one = json.loads((finetuned / "single" / "teacher" / "xdistil_teacher.json").read_text())["history"][0]
+    assert history["epochs"][history["best_epoch"] - 1]["dev_score"] >= 0.9  # learned the toy task on half the batches each
+    # each process took every other batch: half the steps per epoch of the one-process run, so the histories differ
+    assert history["epochs"][0]["train_loss"] != one["epochs"][0]["train_loss"]
+
+
 def _chunk_files(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "cache").rglob("chunk-*.safetensors"))}
 
