@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.xdistil-installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean mutation
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,5 +23,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# mutation testing of the core modules (not part of CI; about an hour on 2 cores)
+mutation: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,mutation]"
+	$(BIN)/python benchmarks/mutation.py
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs mutants
