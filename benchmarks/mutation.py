@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -61,7 +62,8 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     if not args.report_only:
-        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)], cwd=ROOT, check=True)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # one thread per mutant worker
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)], cwd=ROOT, check=True, env=env)
     modules = _results()
     report = {
         "tool": "mutmut 3.8.1 (pyproject.toml [tool.mutmut])",

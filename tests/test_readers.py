@@ -120,3 +120,40 @@ def test_any_valid_file_round_trips(tmp_path_factory, rows, fmt):
     table = read_labeled(path)
     assert table.texts == [t for t, _ in rows]
     assert table.labels == [l for _, l in rows]
+
+
+def test_labels_that_are_one_number_become_one_class_spelled_as_first_seen(tmp_path):
+    from xdistil.data.readers import Table, unify_labels
+
+    train = Table(tmp_path / "train.csv", ["a", "b", "c", "d"], ["01", "2", "pos", "1e0"])
+    dev = Table(tmp_path / "dev.csv", ["e", "f", "g"], ["1.0", "2.00", "inf"])
+    assert unify_labels([train, None, dev, Table(tmp_path / "t.txt", ["x"])]) == []
+    assert train.labels == ["01", "2", "pos", "01"]  # 1e0 is the number 1: spelled as train first wrote it
+    assert dev.labels == ["01", "2", "inf"]  # 'inf' is not a finite number: a label like any other
+
+
+def test_labels_differing_only_in_case_spacing_or_invisible_characters_are_kept_apart_with_a_warning(tmp_path):
+    from xdistil.data.readers import Table, unify_labels
+
+    train = Table(tmp_path / "train.csv", list("abcdef"), ["Pos", "pos", "very good", "verygood", "ne\u200bg", "neg"])
+    warnings = unify_labels([train])
+    assert train.labels == ["Pos", "pos", "very good", "verygood", "ne\u200bg", "neg"]  # nothing merged
+    assert len(warnings) == 3
+    assert "'Pos', 'pos'" in warnings[0] and "'very good', 'verygood'" in warnings[1] and "'ne\\u200bg', 'neg'" in warnings[2]
+    assert all("kept as separate classes" in w for w in warnings)
+    assert unify_labels([Table(tmp_path / "x.csv", ["a", "b"], ["pos", "neg"])]) == []
+
+
+def test_text_key_ignores_unicode_form_and_all_whitespace():
+    from xdistil.data.readers import text_key
+
+    assert text_key("A  film\u00a0that\tworks\n") == text_key("Afilmthatworks") == "Afilmthatworks"
+    assert text_key("ﬁne") == text_key("fine")  # NFKC folds the ligature
+    assert text_key("Fine") != text_key("fine")  # case is kept: a different text
+
+
+def test_clip_cuts_only_longer_texts():
+    from xdistil.data.readers import clip
+
+    assert clip("abcdef", 6) == ("abcdef", False)
+    assert clip("abcdefg", 6) == ("abcdef", True)
