@@ -157,3 +157,73 @@ def test_clip_cuts_only_longer_texts():
 
     assert clip("abcdef", 6) == ("abcdef", False)
     assert clip("abcdefg", 6) == ("abcdef", True)
+
+
+@pytest.mark.parametrize("name,content", [
+    ("u.csv", "id,body\n1,a long first text\n2,ok\n,\n3,another long one\n"),
+    ("u.tsv", "id\tbody\n1\ta long first text\n2\tok\n\t\n3\tanother long one\n"),
+    ("u.jsonl", '{"body": "a long first text"}\n{"body": " ok "}\n\n{"body": "another long one"}\n'),
+    ("u.txt", "a long first text\n ok \n\n  \nanother long one\n"),
+])
+def test_unlabeled_files_stream_their_texts_cut_and_counted(tmp_path, name, content):
+    from xdistil.data.readers import iter_unlabeled
+
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    notes: list[str] = []
+    texts = list(iter_unlabeled(path, text_column="body", notes=notes, max_chars=10))
+    assert texts == ["a long fir", "ok", "another lo"]
+    cut_note = "u.{}: 2 texts longer than 10 characters were cut to that length (data.max_chars)".format(name.split(".")[1])
+    assert cut_note in notes
+    if name.endswith(".txt"):
+        assert notes == ["u.txt: 2 blank lines skipped", cut_note]
+    else:
+        assert len(notes) == 1
+    assert read_unlabeled(path, text_column="body", max_chars=10).texts == texts
+    assert list(iter_unlabeled(path, text_column="body")) == ["a long first text", "ok", "another long one"]
+
+
+def test_unlabeled_files_without_text_fail_on_the_line(tmp_path):
+    from xdistil.data.readers import iter_unlabeled
+
+    (tmp_path / "a.jsonl").write_text('{"text": "fine"}\n{"body": "no text key"}\n')
+    with pytest.raises(XDistilError, match=r"a\.jsonl: line 2: no non-empty 'text' text field"):
+        list(iter_unlabeled(tmp_path / "a.jsonl"))
+    (tmp_path / "b.txt").write_text("\n \n")
+    with pytest.raises(XDistilError, match=r"b\.txt: no text; expected one example per line"):
+        list(iter_unlabeled(tmp_path / "b.txt"))
+    (tmp_path / "c.txt").write_bytes(b"fine\nbad \xff byte\n")
+    with pytest.raises(XDistilError, match=r"c\.txt: line 2: bytes that are not UTF-8 \(at byte 4 of the line\)"):
+        list(iter_unlabeled(tmp_path / "c.txt"))
+
+
+def test_labeled_rows_keep_line_numbers_in_errors_and_count_cut_texts(tmp_path):
+    path = tmp_path / "l.csv"
+    path.write_text("text,label,movie\nfirst text here,pos,m1\n\nsecond,neg,m2\n")
+    table = read_labeled(path, group_column="movie", max_chars=5)
+    assert table.texts == ["first", "secon"] and table.labels == ["pos", "neg"] and table.groups == ["m1", "m2"]
+    assert table.notes == ["l.csv: 2 texts longer than 5 characters were cut to that length (data.max_chars)"]
+    assert read_labeled(path).notes == [] and read_labeled(path).groups is None
+    (tmp_path / "m.jsonl").write_text('{"text": "a", "label": "x"}\n{"label": "y"}\n')
+    with pytest.raises(XDistilError, match=r"m\.jsonl: line 2: no 'text' field \(set the text column name\)"):
+        read_labeled(tmp_path / "m.jsonl")
+    (tmp_path / "n.csv").write_text("text,label\nfine,pos\nshort,\n")
+    with pytest.raises(XDistilError, match=r"n\.csv: line 3: missing label in 'label'; every labeled row needs one"):
+        read_labeled(tmp_path / "n.csv")
+    (tmp_path / "o.csv").write_text("text,label\nfine,pos\n   ,neg\n")
+    with pytest.raises(XDistilError, match=r"o\.csv: line 3: empty text in 'text'; expected non-empty text"):
+        read_labeled(tmp_path / "o.csv")
+    (tmp_path / "p.tsv").write_text("text,label\nfine,pos\n")
+    with pytest.raises(XDistilError, match=r"p\.tsv: line 1: no column 'text' in header \['text,label'\]; the header looks like another delimiter"):
+        read_labeled(tmp_path / "p.tsv")
+    (tmp_path / "q.csv").write_text("text,label\nfine,pos,extra\n")
+    with pytest.raises(XDistilError, match=r"q\.csv: line 2: 3 fields, expected 2 as in the header"):
+        read_labeled(tmp_path / "q.csv")
+
+
+@pytest.mark.parametrize("value,missing", [(None, True), (float("nan"), True), ("", True), (" nan ", True), ("None", True),
+                                           ("null", True), ("NaN", True), (0, False), ("0", False), ("none", False)])
+def test_missing_labels_are_recognised(value, missing):
+    from xdistil.data.readers import _is_missing
+
+    assert _is_missing(value) is missing

@@ -65,3 +65,25 @@ def test_intermediate_layer_matching_is_refused_for_tagging_at_config_time():
     with pytest.raises(XDistilError, match="the 'layers' loss matches pooled text vectors: it is for classification"):
         build_config({"task": "tagging", "student": {"arch": "transformer"}, "distill": {"stages": stages}}, "run.yaml")
     assert build_config({"student": {"arch": "transformer"}, "distill": {"stages": stages}}).distill.stages[0].losses == {"layers": 1.0}
+
+
+def test_each_stage_carries_its_losses_and_its_own_or_the_default_settings():
+    config = DistillConfig(epochs=7, lr=2e-3, monitor="dev_loss", stages=[
+        StageConfig(name="rep", losses={"representation": 1.0}),
+        StageConfig(name="soft", losses={"soft": 0.5, "hard": 0.5}, epochs=2, lr=1e-4, monitor="dev_score", train=["output"], unfreeze="gradual"),
+    ])
+    stages = expand_stages(config, GROUPS)
+    first, rest = stages[0], stages[1:]
+    assert (first.losses, first.epochs, first.lr, first.monitor, first.data) == ({"representation": 1.0}, 7, 2e-3, "dev_loss", "transfer")
+    assert len(rest) == 4
+    assert all((s.losses, s.epochs, s.lr, s.monitor) == ({"soft": 0.5, "hard": 0.5}, 2, 1e-4, "dev_score") for s in rest)
+    assert all(s.losses is not config.stages[1].losses for s in rest)  # a copy: a stage cannot change the config
+
+
+def test_the_baseline_is_one_gold_stage_training_every_group():
+    from xdistil.distill.stages import gold_only
+
+    stage = gold_only(GROUPS, 5, 3e-3)
+    assert stage.name == "gold only (no distillation)"
+    assert (stage.losses, stage.data, stage.groups, stage.epochs, stage.lr, stage.monitor) == (
+        {"gold": 1.0}, "labeled", tuple(GROUPS), 5, 3e-3, "dev_score")

@@ -170,3 +170,45 @@ def test_tagging_cache_holds_one_row_per_word_and_resumes_exactly(tiny_teacher, 
     again = annotate(model, tokenizer, iter(sentences), len(sentences), tmp_path / "t", spec, "fp-tag", tag_chunk)
     assert np.array_equal(again.load().logits, before)
     assert again.load().head(5).logits.shape[0] == sum(len(s) for s in sentences[:5])
+
+
+def test_annotated_parts_each_get_a_cache_and_a_note_for_cut_texts(teacher, tmp_path):
+    import json
+
+    from xdistil.transfer.annotators import classify_tokens
+    from xdistil.transfer.cache import PairedCache, annotate_parts
+
+    model, tokenizer = teacher
+    long_text = " ".join(["good film"] * 20)  # more than 16 pieces: cut
+    parts = {"transfer": (iter(texts(20) + [long_text]), 21, "fp-transfer"), "dev": (iter(texts(5)), 5, "fp-dev")}
+    annotation = annotate_parts(model, tokenizer, parts, tmp_path / "cache", SPEC, "teacher-fp", classify_chunk, None, "cut")
+    assert set(annotation.caches) == {"transfer", "dev"}
+    assert len(annotation.caches["transfer"]) == 21 and len(annotation.caches["dev"]) == 5
+    assert annotation.notes == ["transfer: 1 texts longer than 16 word pieces were cut"]
+    manifests = {name: json.loads((tmp_path / "cache" / name / "manifest.json").read_text()) for name in ("transfer", "dev")}
+    assert manifests["transfer"]["fingerprint"] != manifests["dev"]["fingerprint"]  # the texts' fingerprint is part of it
+    assert manifests["transfer"]["chunk_size"] == 12 and manifests["transfer"]["n"] == 21 and manifests["transfer"]["layer"] == 1
+    assert annotation.caches["transfer"].truncated() == 1 and annotation.caches["dev"].truncated() == 0
+    # a token-only cache of the same texts, paired: the student's ids beside the teacher's targets, chunk by chunk
+    spec = AnnotationSpec(16, 8, 12, None, None, "float32", "classification-tokens")
+    tokens = annotate_parts(None, tokenizer, {"transfer": (iter(texts(20) + [long_text]), 21, "fp-transfer")}, tmp_path / "tokens",
+                            spec, "student-fp", classify_tokens, None, "cut", who="student tokens")
+    paired = PairedCache(annotation.caches["transfer"], tokens.caches["transfer"])
+    for index in range(paired.num_chunks()):
+        teacher_rows, token_rows, both = annotation.caches["transfer"].chunk(index), tokens.caches["transfer"].chunk(index), paired.chunk(index)
+        assert [a.tolist() for a in both.ids] == [a.tolist() for a in token_rows.ids]
+        assert np.array_equal(both.logits, teacher_rows.logits) and np.array_equal(both.reps, teacher_rows.reps)
+        assert [a.tolist() for a in both.teacher_ids] == [a.tolist() for a in teacher_rows.ids]
+    counts = paired.token_counts(len(tokenizer))
+    assert np.array_equal(counts, tokens.caches["transfer"].token_counts(len(tokenizer)))
+
+
+def test_the_annotation_spec_of_a_run_config(tiny_teacher, sentiment_files, tmp_path):
+    from conftest import tiny_run_config
+
+    config = tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "run", transfer={"chunk_size": 77, "batch_size": 9, "dtype": "float32"})
+    spec = AnnotationSpec.from_config(config, 2, "mean")
+    assert spec == AnnotationSpec(32, 9, 77, 2, "mean", "float32", "classification", "fp32")
+    assert "precision" not in spec.identity()  # fp32, the default, leaves caches made before the setting valid
+    int8 = AnnotationSpec(32, 9, 77, 2, "mean", "float32", "classification", "int8")
+    assert int8.identity()["precision"].startswith("int8: ") and {k: v for k, v in int8.identity().items() if k != "precision"} == spec.identity()
