@@ -59,11 +59,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--report-only", action="store_true", help="summarise the finished results without running")
+    parser.add_argument("mutants", nargs="*", help="re-run only these mutants (fnmatch patterns, e.g. 'xdistil.loop*'), after new tests")
     args = parser.parse_args()
     started = time.perf_counter()
     if not args.report_only:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # one thread per mutant worker
-        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)], cwd=ROOT, check=True, env=env)
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children), *args.mutants], cwd=ROOT, check=True, env=env)
     modules = _results()
     report = {
         "tool": "mutmut 3.8.1 (pyproject.toml [tool.mutmut])",

@@ -215,3 +215,20 @@ def test_a_stage_history_survives_its_dict_form():
     again = StageHistory.from_dict(history.to_dict())
     assert again == history and again.score_name == "f1" and again.stopped_early and again.best_epoch == 2
     assert StageHistory.from_dict({k: v for k, v in history.to_dict().items() if k != "score_name"}).score_name == "accuracy"
+
+
+def test_each_epoch_logs_one_line_with_its_figures(capsys):
+    model, batches = _toy()
+    losses = []
+
+    def compute_loss(batch):
+        losses.append(torch.nn.functional.mse_loss(model(batch["x"]), batch["y"]))
+        return losses[-1]
+
+    settings = LoopSettings(name="soft[output]", epochs=2, lr=0.01, patience=5, score_name="f1")
+    fit(model, list(model.parameters()), compute_loss, batches, iter([(0.25, 0.5), (0.125, None)]).__next__, settings, Accelerator(cpu=True))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    first = sum(loss.item() for loss in losses[:4]) / 4
+    second = sum(loss.item() for loss in losses[4:]) / 4
+    assert lines[0] == f"soft[output] epoch 1: train loss {first:.4f}, dev loss 0.2500, dev f1 0.5000 (0s)"
+    assert lines[1] == f"soft[output] epoch 2: train loss {second:.4f}, dev loss 0.1250 (0s)"

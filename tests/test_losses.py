@@ -183,3 +183,42 @@ def test_the_attention_loss_reads_hooked_layers_and_refuses_different_tokens():
     loss.release()
     with pytest.raises(XDistilError, match=r"attention_layers: \[1, 0\] is out of range"):
         build_loss("attention", LossContext(8, 16, DistillConfig(attention_layers=(1, 0)), 1, 2, student, teacher))
+
+
+def test_losses_take_their_kind_and_temperature_from_the_run_settings():
+    from xdistil.config import DistillConfig
+    from xdistil.distill.losses import LossContext, build_loss
+
+    torch.manual_seed(0)
+    student, teacher = torch.randn(5, 3), torch.randn(5, 3)
+    kl = build_loss("soft", LossContext(4, 4, DistillConfig(soft_loss="kl", temperature=3.0)))
+    expected = F.kl_div(F.log_softmax(student / 3, -1), F.softmax(teacher / 3, -1), reduction="batchmean") * 9
+    torch.testing.assert_close(kl(out(student), {"teacher_logits": teacher}), expected)
+    cosine = build_loss("representation", LossContext(4, 4, DistillConfig(representation_loss="cosine")))
+    rep, target = torch.randn(5, 4), torch.randn(5, 4)
+    got = cosine(StudentOutput(student, rep), {"teacher_repr": target})
+    torch.testing.assert_close(got, (1 - F.cosine_similarity(cosine.projection(rep), target, dim=-1)).mean())
+    mse = build_loss("representation", LossContext(4, 4, DistillConfig()))
+    torch.testing.assert_close(mse(StudentOutput(student, rep), {"teacher_repr": target}), F.mse_loss(mse.projection(rep), target))
+
+
+def test_unknown_losses_and_kinds_are_named_in_the_error():
+    from xdistil.config import DistillConfig
+    from xdistil.distill.losses import LOSSES, LossContext, build_loss
+
+    with pytest.raises(ValueError, match=rf"^unknown loss 'nope'; expected one of {', '.join(LOSSES)}$"):
+        build_loss("nope", LossContext(4, 4, DistillConfig()))
+    with pytest.raises(ValueError, match=r"^soft loss kind must be 'mse' or 'kl', got 'l1'$"):
+        SoftLoss("l1", 1.0)
+    with pytest.raises(ValueError, match=r"^representation loss kind must be 'mse' or 'cosine', got 'l1'$"):
+        RepresentationLoss(4, 4, "l1")
+
+
+def test_per_word_losses_use_only_the_masked_in_positions():
+    torch.manual_seed(0)
+    logits, teacher = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    hard = HardLoss()(out(logits), {"teacher_logits": teacher}, mask)
+    torch.testing.assert_close(hard, F.cross_entropy(logits[mask], teacher[mask].argmax(-1)))
+    soft = SoftLoss("mse", 1.0)(out(logits), {"teacher_logits": teacher}, mask)
+    torch.testing.assert_close(soft, F.mse_loss(logits[mask], teacher[mask]))
