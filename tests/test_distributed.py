@@ -26,8 +26,21 @@ from xdistil.config import config_to_dict
 pytestmark = pytest.mark.distributed
 
 ENV = {**os.environ, "XDISTIL_QUIET": "1", "OMP_NUM_THREADS": "1"}
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "xdistil"]
+
+
+def _free_port() -> str:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
+def _launch(*args: str) -> list[str]:
+    """`accelerate launch` of xdistil with 2 processes, each launch on a fresh rendezvous port (back-to-back
+    launches must not wait for the last one's port to be released)."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", _free_port(), "-m", "xdistil", *args]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +76,7 @@ def test_two_processes_fine_tune_the_teacher_and_write_it_once(finetuned):
     values["out"] = str(finetuned / "two-teacher")
     config = finetuned / "two-teacher.yaml"
     config.write_text(yaml.safe_dump(values))
-    done = subprocess.run([*LAUNCH, "finetune", str(config)], env=ENV, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(_launch("finetune", str(config)), env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("teacher: fine-tuning") == 1  # the main process logs
     history = json.loads((finetuned / "two-teacher" / "teacher" / "xdistil_teacher.json").read_text())["history"][0]
@@ -89,7 +102,7 @@ def _assert_same_cache(a: Path, b: Path) -> None:
 
 def test_two_processes_annotate_the_same_cache_and_distil_close_to_one(finetuned):
     config = _copy_with_teacher(finetuned, "two")
-    done = subprocess.run([*LAUNCH, "annotate", str(config)], env=ENV, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(_launch("annotate", str(config)), env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "teacher: loaded the fine-tuned teacher" in done.stderr
     _assert_same_cache(finetuned / "single", finetuned / "two")
@@ -97,9 +110,10 @@ def test_two_processes_annotate_the_same_cache_and_distil_close_to_one(finetuned
     # distillation: one process on the reference, two on the copy (same cache); only the main process writes
     single = subprocess.run([sys.executable, "-m", "xdistil", "run", str(finetuned / "single.yaml")], env=ENV, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr
-    two = subprocess.run([*LAUNCH, "run", str(config)], env=ENV, capture_output=True, text=True, timeout=600)
+    two = subprocess.run(_launch("run", str(config)), env=ENV, capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr
     assert two.stderr.count("wrote ") == 1, two.stderr  # one process logs and writes the report
+    assert two.stdout.count("compression ") == 1, two.stdout  # and prints the summary
     a = json.loads((finetuned / "single" / "metrics.json").read_text())
     b = json.loads((finetuned / "two" / "metrics.json").read_text())
     assert {k: a["teacher"][k] for k in ("accuracy", "macro_f1")} == {k: b["teacher"][k] for k in ("accuracy", "macro_f1")}
@@ -127,11 +141,11 @@ def _command_line(pid: int) -> bytes:
         return b""
 
 
-def _killed_then_resumed(config: Path, command: list[str], victim, out: Path) -> tuple[dict[str, int], subprocess.CompletedProcess]:
-    """Start `command`, SIGKILL the processes for which `victim(pid)` holds once 8 transfer chunks
-    exist, then run `command` again to the end; the chunks' stamps before the re-run and its result."""
+def _killed_then_resumed(config: Path, command, victim, out: Path) -> tuple[dict[str, int], subprocess.CompletedProcess]:
+    """Start `command()`, SIGKILL the processes for which `victim(pid)` holds once 8 transfer chunks
+    exist, then run `command()` again to the end; the chunks' stamps before the re-run and its result."""
     cache = out / "cache" / "transfer"
-    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(command(), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while len(list(cache.glob("chunk-*.safetensors"))) < 8:
         assert process.poll() is None, "finished before a worker could be killed"
@@ -150,7 +164,7 @@ def _killed_then_resumed(config: Path, command: list[str], victim, out: Path) ->
             pass
     stamps = {p.name: p.stat().st_mtime_ns for p in cache.glob("chunk-*.safetensors")}
     assert 8 <= len(stamps) < 31
-    return stamps, subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
+    return stamps, subprocess.run(command(), env=ENV, capture_output=True, text=True, timeout=600)
 
 
 def _rank_one(config: Path):
@@ -162,7 +176,7 @@ def test_a_worker_killed_mid_annotation_loses_no_finished_chunk(finetuned):
     config = _copy_with_teacher(finetuned, "killed")
     out = finetuned / "killed"
     # rank 1 of the two processes dies; torchrun then stops the rest: the re-run does only what is missing
-    stamps, resumed = _killed_then_resumed(config, [*LAUNCH, "annotate", str(config)], _rank_one(config), out)
+    stamps, resumed = _killed_then_resumed(config, lambda: _launch("annotate", str(config)), _rank_one(config), out)
     if resumed.returncode != 0:
         pytest.fail(resumed.stderr)
     assert "already done, resuming" in resumed.stderr

@@ -28,6 +28,10 @@ def _load(config: Path):
 
 
 def _print_summary(metrics: dict) -> None:
+    import xdistil.distributed as distributed
+
+    if not distributed.is_main():  # under accelerate launch every process has the metrics; one prints them
+        return
     from xdistil.evaluation.report import comparison_table
 
     typer.echo(comparison_table(metrics))

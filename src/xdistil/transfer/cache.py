@@ -296,6 +296,8 @@ def annotate(
                 stale.unlink()
         if old != manifest:  # a finished cache is left untouched
             atomic_write_json(manifest_path, manifest)
+        for torn in cache.folder.glob("chunk-*.tmp"):  # what killed writers left (nobody writes before the barrier)
+            torn.unlink(missing_ok=True)
     distributed.barrier()  # the manifest is in place and stale chunks are gone before anyone reads
     chunks = cache.num_chunks()
     todo = {i for i in range(chunks) if cache.read_chunk(i) is None}
