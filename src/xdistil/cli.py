@@ -47,7 +47,8 @@ def _step(config_path: Path, until: str, overwrite: bool, transfer: dict | None 
     config = _load(config_path)
     if transfer:  # command-line overrides of the transfer section (the engine): validated like the file's
         values = config_to_dict(config)
-        config = build_config({**values, "transfer": {**values["transfer"], **transfer}}, "command line")
+        ray = {**values["transfer"]["ray"], **transfer.get("ray", {})}
+        config = build_config({**values, "transfer": {**values["transfer"], **transfer, "ray": ray}}, "command line")
     result = Run(config, overwrite=overwrite).run(until)
     if result:
         _print_summary(result)
@@ -143,9 +144,7 @@ def annotate(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster to join ('auto', 'ray://host:10001'); none starts one")] = None,
 ) -> None:
     """Let the teacher label train, transfer, dev and test text into the run's cache (step 2; resumable)."""
-    overrides = {k: v for k, v in {"engine": engine}.items() if v is not None}
-    if address is not None:
-        overrides["ray"] = {**_load(config).transfer.ray.model_dump(), "address": address}
+    overrides = {k: v for k, v in {"engine": engine, "ray": {"address": address} if address is not None else None}.items() if v is not None}
     _step(config, "annotate", overwrite, overrides)
 
 

@@ -47,10 +47,13 @@ class ChunkLabeler:
         self.cache, self.spec, self.annotator, self.label_order = TransferCache(folder), spec, annotator, label_order
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for index, texts in zip(batch["index"], batch["texts"]):
-            tensors, cut = label_chunk(self.model, self.tokenizer, json.loads(texts), self.spec, self.annotator, self.label_order)
+        rows = []
+        for index, payload in zip(batch["index"], batch["texts"]):
+            texts = json.loads(payload)
+            tensors, cut = label_chunk(self.model, self.tokenizer, texts, self.spec, self.annotator, self.label_order)
             write_chunk(self.cache, int(index), tensors, cut)
-        return {"index": batch["index"], "rows": np.array([len(json.loads(t)) for t in batch["texts"]])}
+            rows.append(len(texts))
+        return {"index": batch["index"], "rows": np.array(rows)}
 
 
 def ray_engine(settings: RayConfig, teacher: TeacherSource) -> ChunkEngine:
