@@ -532,6 +532,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="MiniLM teacher, one seed, fewer rows")
     parser.add_argument("--workers", type=int, default=None, help="worker processes for the student rows (default: the mode's)")
+    parser.add_argument("--base-only", action="store_true",
+                        help="only fine-tune the teacher and annotate the transfer set (the base folder the rows and the search reuse)")
     parser.add_argument("--families", default=",".join(FAMILIES),
                         help="rows to run: bilstm, transformer, peer (comma-separated); rows of the others are kept from the last JSON")
     args = parser.parse_args()
@@ -562,6 +564,9 @@ def main() -> None:
     log("benchmark: fine-tuning and annotating once (cached in the base run folder)")
     base_run = Run(build_config(values, "base"))
     base_run.run(until="annotate")
+    if args.base_only:
+        log(f"benchmark: base folder ready in {time.perf_counter() - started:.0f} s: {base}")
+        return
 
     bilstm = "bilstm" in families
     augmented = work / "augmented"
