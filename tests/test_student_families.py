@@ -92,7 +92,11 @@ class BagStudent(Student):
         return StudentOutput(self.output(torch.tanh(representation)), representation)
 
 
-ARCHS = ["bag", "bilstm", "transformer"]
+ARCHS = ["bag", "bilstm", "transformer", "transformer-narrow"]  # a family name, or family-variant
+
+
+def arch_of(name: str) -> str:
+    return name.split("-")[0]
 TEXTS = ["great film", "dull boring plot and a weak script", "alice visited paris"]
 LABELS = ["neg", "pos", "neutral"]
 
@@ -100,7 +104,9 @@ LABELS = ["neg", "pos", "neutral"]
 @pytest.fixture(scope="module")
 def sizes(tiny_teacher) -> dict[str, dict]:
     """Small settings of each family (the transformer is cut from the tiny teacher: 1 of its 2 layers)."""
-    return {"bilstm": {"emb_dim": 8, "hidden": 6}, "bag": {"emb_dim": 8}, "transformer": {"encoder": str(tiny_teacher), "layers": 1}}
+    transformer = {"encoder": str(tiny_teacher), "layers": 1}
+    return {"bilstm": {"emb_dim": 8, "hidden": 6}, "bag": {"emb_dim": 8}, "transformer": transformer,
+            "transformer-narrow": {**transformer, "emb_dim": 8}}
 
 
 @pytest.fixture(scope="module")
@@ -112,15 +118,15 @@ def parts(tiny_teacher, sizes):
     return tokenizer, teacher, vocab, sizes
 
 
-def make(arch: str, per_word: bool, parts) -> Student:
+def make(name: str, per_word: bool, parts) -> Student:
     _, teacher, vocab, sizes = parts
-    settings = family(arch).settings_class.model_validate({"arch": arch, **sizes[arch]})
+    settings = family(arch_of(name)).settings_class.model_validate({"arch": arch_of(name), **sizes[name]})
     torch.manual_seed(0)
-    return family(arch).build(settings, StudentContext(vocab, len(LABELS), per_word, teacher)).eval()
+    return family(arch_of(name)).build(settings, StudentContext(vocab, len(LABELS), per_word, teacher)).eval()
 
 
 def test_the_builtin_families_and_the_toy_one_are_registered():
-    assert set(ARCHS) <= set(families())
+    assert {arch_of(name) for name in ARCHS} <= set(families())
     with pytest.raises(ValueError, match="unknown student arch 'nope'; expected one of .*bilstm"):
         family("nope")
 
@@ -148,7 +154,7 @@ def test_forward_shapes(arch, per_word, parts):
 def test_layer_groups_cover_every_parameter_exactly_once_in_the_settings_order(arch, parts):
     model = make(arch, False, parts)
     groups = model.layer_groups()
-    settings = family(arch).settings_class.model_validate({"arch": arch, **parts[3][arch]})
+    settings = family(arch_of(arch)).settings_class.model_validate({"arch": arch_of(arch), **parts[3][arch]})
     assert tuple(groups) == settings.layer_groups()
     grouped = [id(p) for params in groups.values() for p in params]
     assert len(grouped) == len(set(grouped)), "a parameter sits in two groups"

@@ -59,6 +59,36 @@ def test_a_student_keeping_every_layer_reproduces_the_encoder_over_its_pruned_vo
         assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(), theirs.state_dict().values()))
 
 
+def test_a_narrower_embedding_is_the_tables_pca_exact_at_full_rank_and_smaller_below_it(other_encoder):
+    tokenizer = AutoTokenizer.from_pretrained(str(other_encoder))
+    encoder = AutoModel.from_pretrained(str(other_encoder)).eval()
+    ids = tokenizer(TEXTS)["input_ids"]
+    vocab = PrunedVocab.from_token_ids(ids, len(tokenizer), tokenizer.all_special_ids, tokenizer.unk_token_id, tokenizer.pad_token_id)
+    context = StudentContext(vocab, 2, False, encoder)
+    batch = batch_inputs([vocab.encode(x) for x in ids], vocab.pad_id)
+    padded = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    mask = padded["attention_mask"].bool()
+    with torch.no_grad():
+        reference = encoder(**padded, output_hidden_states=True).hidden_states
+        # the pruned table has fewer rows than the encoder's width (24), so a PCA to 24 keeps every direction
+        assert len(vocab) < 24
+        full = TransformerStudent.build(TransformerSettings(encoder=str(other_encoder), layers=3, emb_dim=24), context).eval()
+        for mine, theirs in zip(full(batch).hidden_states, reference):
+            assert torch.allclose(mine[mask], theirs[mask], atol=1e-5)
+        narrow = TransformerStudent.build(TransformerSettings(encoder=str(other_encoder), layers=3, emb_dim=4), context).eval()
+        plain = TransformerStudent.build(TransformerSettings(encoder=str(other_encoder), layers=3), context).eval()
+        table = narrow.encoder.get_input_embeddings()
+        assert table.weight.shape == (len(vocab), 4)
+        assert sum(p.numel() for p in narrow.embedding_parameters()) == len(vocab) * 4 + 4 * 24 + 24
+        assert sum(p.numel() for p in plain.embedding_parameters()) == len(vocab) * 24
+        # rank 4 of the table: the best rank-4 approximation, so closer to the table than any other rank-4 start would be
+        pruned = encoder.get_input_embeddings().weight[torch.as_tensor(vocab.teacher_ids)]
+        approx = table(torch.arange(len(vocab)))
+        error = (approx - pruned).norm()
+        assert 0 < error < (pruned - pruned.mean(0)).norm()
+        assert not torch.allclose(narrow(batch).hidden_states[-1][mask], reference[-1][mask], atol=1e-3)
+
+
 def test_the_teacher_itself_can_be_cut_into_the_student(tiny_teacher):
     teacher = AutoModel.from_pretrained(str(tiny_teacher))
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_teacher))

@@ -4,8 +4,9 @@ Built from the built-in all-MiniLM-L6-v2, the fine-tuned teacher itself (`encode
 any Hugging Face encoder, keeping `layers` of its layers (a count taken evenly spaced, top layer
 included, as TinyBERT maps layers; or explicit 0-based indices, as DistilBERT initialises) and
 only the embedding rows of the word pieces the train + transfer text uses (the pruned vocabulary
-over the encoder's own tokenizer). Per text, the head reads the mean (or first) token vector of
-the last layer; per word, each word's first piece.
+over the encoder's own tokenizer), optionally narrowed to `emb_dim` columns (a PCA of the encoder's
+table and a linear map back to its width). Per text, the head reads the mean (or first) token vector
+of the last layer; per word, each word's first piece.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from transformers import AutoConfig, AutoModel
 
 from xdistil.errors import XDistilError
 from xdistil.student.base import Student, StudentContext, StudentOutput
+from xdistil.student.embeddings import FactorizedEmbedding
 from xdistil.student.inputs import length_mask
 from xdistil.teacher.inference import pool
 from xdistil.student.registry import register
@@ -41,6 +43,9 @@ class TransformerSettings(StudentSettings):
     layers: int | list[int] = Field(3, description="how many layers to keep (evenly spaced, top included) or their 0-based indices")
     pooling: Literal["mean", "first"] = "mean"
     dropout: float = Field(0.1, ge=0, lt=1)
+    emb_dim: int | None = Field(
+        None, ge=1, description="narrower word-piece embeddings: a PCA of the encoder's to this width and a linear map back; default its width"
+    )
 
     @field_validator("layers")
     @classmethod
@@ -94,11 +99,17 @@ class TransformerStudent(Student):
     arch = "transformer"
     settings_class = TransformerSettings
 
-    def __init__(self, encoder_config: dict, num_labels: int, tagging: bool, pooling: str = "mean", dropout: float = 0.1):
+    def __init__(
+        self, encoder_config: dict, num_labels: int, tagging: bool, pooling: str = "mean", dropout: float = 0.1, emb_dim: int | None = None,
+    ):
         super().__init__()
         self.sizes = {"encoder_config": encoder_config, "num_labels": num_labels, "tagging": tagging, "pooling": pooling, "dropout": dropout}
+        if emb_dim is not None:  # saved only when set, so students saved before the option load as they were
+            self.sizes["emb_dim"] = emb_dim
         config = AutoConfig.for_model(**encoder_config)
         self.encoder = _encoder_from_config(config)
+        if emb_dim is not None:
+            self.encoder.set_input_embeddings(FactorizedEmbedding(config.vocab_size, emb_dim, config.hidden_size, config.pad_token_id))
         if getattr(self.encoder, "pooler", None) is not None:
             self.encoder.pooler = None  # the head pools itself; an unused pooler would sit in no layer group
         self.dropout = nn.Dropout(dropout)
@@ -134,7 +145,7 @@ class TransformerStudent(Student):
         config = copy.deepcopy(source.config)
         config.num_hidden_layers, config.vocab_size, config.pad_token_id = len(keep), len(context.vocab), context.vocab.pad_id
         encoder_config = {k: v for k, v in config.to_dict().items() if k not in ("architectures", "_name_or_path", "id2label", "label2id")}
-        model = cls(encoder_config, context.num_labels, context.per_word, settings.pooling, settings.dropout)
+        model = cls(encoder_config, context.num_labels, context.per_word, settings.pooling, settings.dropout, settings.emb_dim)
         weights = {}
         rows = torch.as_tensor(context.vocab.teacher_ids)
         table = next(name for name, p in source.named_parameters() if p is source.get_input_embeddings().weight)
@@ -147,9 +158,14 @@ class TransformerStudent(Student):
                 name = ".".join(["encoder", "layer", str(keep.index(index)), *parts[3:]])
             elif name == table:
                 tensor = tensor[rows]  # the pruned vocabulary's rows, in its order
+                if settings.emb_dim is not None:
+                    model.encoder.get_input_embeddings().init_from(tensor)
+                    continue
             weights[name] = tensor
         missing, unexpected = model.encoder.load_state_dict(weights, strict=False)
         unexpected = [k for k in unexpected if not k.startswith("pooler.")]
+        if settings.emb_dim is not None:  # set from the table's PCA above
+            missing = [k for k in missing if not k.startswith(table.rsplit(".", 1)[0] + ".")]
         if missing or unexpected:
             raise XDistilError(f"student.encoder: weights do not fit the cut encoder (missing {missing[:3]}, unexpected {unexpected[:3]})")
         return model
