@@ -128,11 +128,12 @@ def main() -> None:
         "evaluation": {"baseline_epochs": 12, "latency_batch_sizes": [1, 32], "latency_repeats": 10},
     }
     out = work / f"student-h{args.hidden}-e{epochs}"
-    if args.student == "transformer":  # the family's own schedule (soft logits, then gold) at its learning rate
+    if args.student == "transformer":  # the family's own schedule at its learning rates, each stage capped at this mode's epochs
+        from xdistil.student.transformer import TRANSFORMER_SCHEDULE
+
         student_values["student"] = {"arch": "transformer", "encoder": "teacher", "layers": args.layers}
-        student_values["distill"] = {"epochs": epochs, "patience": 2,
-                                     "stages": [{"name": "soft", "losses": {"soft": 1.0}, "epochs": epochs},
-                                                {"name": "gold", "losses": {"gold": 1.0}, "data": "labeled", "epochs": epochs, "lr": 3e-5}]}
+        stages = [{**stage, "epochs": min(stage["epochs"], epochs)} for stage in TRANSFORMER_SCHEDULE]
+        student_values["distill"] = {"epochs": epochs, "patience": 2, "stages": stages}
         student_values["evaluation"]["baseline_epochs"] = epochs + 2
         out = work / f"student-transformer-{args.layers}L-e{epochs}"
     student_values["out"] = str(out)
