@@ -132,7 +132,10 @@ def main() -> None:
         from xdistil.student.transformer import TRANSFORMER_SCHEDULE
 
         student_values["student"] = {"arch": "transformer", "encoder": "teacher", "layers": args.layers}
-        stages = [{**stage, "epochs": min(stage["epochs"], epochs)} for stage in TRANSFORMER_SCHEDULE]
+        # first one epoch of the new tagging head alone at the teacher's head rate: with soft logits at the family's rate
+        # from the start, the quick run stayed at all-O, the symptom e5's own tagging head had (see teacher.head_lr above)
+        head = {"name": "soft head", "losses": {"soft": 1.0}, "data": "transfer", "train": ["output"], "epochs": 1, "lr": 3e-3}
+        stages = [head] + [{**stage, "epochs": min(stage["epochs"], epochs)} for stage in TRANSFORMER_SCHEDULE]
         student_values["distill"] = {"epochs": epochs, "patience": 2, "stages": stages}
         student_values["evaluation"]["baseline_epochs"] = epochs + 2
         out = work / f"student-transformer-{args.layers}L-e{epochs}"

@@ -131,7 +131,8 @@ def main() -> None:
                      "loyalty": metrics["student"]["loyalty"], "from": str(current.relative_to(HERE.parent))})
     path = HERE / "results" / f"transformer_search_{args.layers}L_seed{args.seed}.json"
     previous = json.loads(path.read_text())["rows"] if path.exists() else []
-    rows += [row for row in previous if row["variant"] not in names and not row["variant"].startswith("current")]
+    fresh = {row["variant"] for row in rows}  # "current" is re-read from the benchmark's folder when that exists, else kept
+    rows += [row for row in previous if row["variant"] not in names and row["variant"] not in fresh]
     best = max((row for row in rows if "dev_accuracy" in row), key=lambda row: row["dev_accuracy"])  # unfinished rows have none
     result = {
         "command": "python " + " ".join(sys.argv), "student": f"all-MiniLM-L6-v2 cut to {args.layers} layers",
