@@ -399,6 +399,19 @@ def goals(result: dict) -> list[dict]:
     return out
 
 
+def transformer_search() -> list[dict]:
+    """What was tried to close the transformer student's gap: each dev search's variants (benchmarks/transformer_search.py)."""
+    found = []
+    for path in sorted(RESULTS.glob("transformer_search_*.json")):
+        search = json.loads(path.read_text())
+        found.append({
+            "file": str(path.relative_to(HERE.parent)), "student": search["student"], "seed": search["seed"],
+            "selected_on": search["selected_on"], "best_on_dev": search["best_on_dev"],
+            "variants": [{k: row.get(k) for k in ("variant", "dev_accuracy", "test_accuracy")} for row in search["rows"]],
+        })
+    return found
+
+
 def augmented_values(values: dict, mode: dict) -> dict:
     """A copy of the run values with this mode's transfer-set augmentation switched on."""
     out = json.loads(json.dumps(values))
@@ -694,6 +707,7 @@ def main() -> None:
         result["teacher_latency_earlier_run_ms"] = old["teacher"]["latency_ms"]
     result["annotation_speedup_vs_pipeline"] = (result["annotation"] or {}).get("annotation_speedup_vs_pipeline")
     result["frontier"] = frontier(result)
+    result["transformer_search"] = transformer_search()
     result["goals"] = goals(result)
     result["seconds_total"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
