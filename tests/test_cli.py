@@ -63,7 +63,7 @@ def test_run_with_a_transformer_student_from_flags(tiny_teacher, other_encoder, 
     assert result.returncode == 0, result.stderr
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["student"]["arch"] == "transformer" and saved["student"]["layers"] == 2
-    assert saved["student"]["encoder"] == str(other_encoder) and "emb_dim" not in saved["student"]
+    assert saved["student"]["encoder"] == str(other_encoder) and saved["student"]["emb_dim"] is None  # not the BiLSTM's 8
     assert [s["name"] for s in saved["distill"]["stages"]] == ["soft", "gold"] and saved["distill"]["lr"] == 1e-4
     predicted = xdistil("predict", str(out / "student"), "great superb film", "dull boring film")
     assert predicted.returncode == 0, predicted.stderr
