@@ -15,8 +15,9 @@ def pca_factors(matrix: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Ten
     data = matrix.detach().to(torch.float64)
     components = min(dim, *data.shape)
     mean = data.mean(dim=0, keepdim=True)
-    _, _, v_t = torch.linalg.svd(data - mean, full_matrices=False)
-    return (data - mean) @ v_t[:components].T, v_t[:components], mean[0]
+    centered = data - mean
+    _, _, v_t = torch.linalg.svd(centered, full_matrices=False)
+    return centered @ v_t[:components].T, v_t[:components], mean[0]
 
 
 def pca_compress(matrix: torch.Tensor, dim: int) -> torch.Tensor:
