@@ -113,6 +113,16 @@ def run_row(values: dict, base: Path, out: Path) -> tuple[dict, object]:
     return run.run(), run
 
 
+def prepare_token_cache(values: dict, base: Path, out: Path) -> None:
+    """Make a transformer student's token cache in the shared base cache (through one row's folder) before
+    worker processes read it: two workers would otherwise both write it."""
+    from xdistil.config import build_config
+    from xdistil.pipeline import Run
+
+    link_shared(base, out, ("teacher", "cache"))
+    Run(build_config({**values, "out": str(out)}, "tokens")).run(until="annotate")
+
+
 def _one_thread() -> None:
     """Worker set-up: one torch thread, quiet transformers."""
     import torch
@@ -595,9 +605,8 @@ def main() -> None:
         jobs.append(augment_job)
     if small_values:
         jobs.append(("run", small_values, "", small_values["out"]))
-    if transformers:  # the student's token cache lives in the shared base cache: made once here, before the workers read it
-        link_shared(base, transformers[0][3], ("teacher", "cache"))
-        Run(build_config({**transformers[0][2], "out": str(transformers[0][3])}, "tokens")).run(until="annotate")
+    if transformers:
+        prepare_token_cache(transformers[0][2], base, transformers[0][3])
     jobs += [("row", v, str(base), str(o)) for _, _, v, o in transformers]
     jobs += [("row", v, str(b), str(o)) for _, _, v, b, o in plan if b == base] + [("row", v, str(base), str(o)) for v, o in curve_plan]
     run_jobs(jobs, [("row", v, str(b), str(o)) for _, _, v, b, o in plan if b == augmented], mode["workers"])

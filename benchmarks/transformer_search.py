@@ -78,15 +78,14 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    from benchmarks.classification import link_shared, run_jobs, run_row
+    from benchmarks.classification import link_shared, prepare_token_cache, run_jobs, run_row
     from xdistil.progress import log
 
     work = HERE / "cache" / "classification" / "full"
     base = work / "base"
     if not (base / "cache" / "transfer" / "manifest.json").exists():
         sys.exit(f"{base} holds no annotated transfer set: run `python benchmarks/classification.py` first")
-    from xdistil.config import build_config, config_to_dict, load_config
-    from xdistil.pipeline import Run
+    from xdistil.config import config_to_dict, load_config
 
     base_values = config_to_dict(load_config(base / "config.yaml"))
     started = time.perf_counter()
@@ -107,10 +106,8 @@ def main() -> None:
             first.append(("row", values, str(base), str(folder)))
         plan.append((name, values, source, folder))
     rows_on_base = [(values, folder) for name, values, source, folder in plan if source == base]
-    if rows_on_base:  # the student's token cache lives in the shared base cache: made once here, before the workers read it
-        values, folder = rows_on_base[0]
-        link_shared(base, folder, ("teacher", "cache"))
-        Run(build_config({**values, "out": str(folder)}, "tokens")).run(until="annotate")
+    if rows_on_base:
+        prepare_token_cache(*rows_on_base[0], base)
     run_jobs(first, then, args.workers)
 
     rows = []
