@@ -40,10 +40,23 @@ VARIANTS: dict[str, tuple[list[dict], dict]] = {
     "head then soft x4": (
         [{"name": "soft head", "losses": {"soft": 1.0}, "data": "transfer", "train": ["output"], "epochs": 1, "lr": 1e-3},
          {"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 4}, GOLD], {}),
+    # TinyBERT/MiniLM-style: the teacher's layers (mean-pooled, uniform map) and its last layer's self-attention relations
+    # first, computed online per batch (the MiniLM student reads the same word pieces at the same positions as the MPNet
+    # teacher on this data: every text's length agrees), then soft logits and gold as in the default
+    "layers+attention then soft": (
+        [{"name": "layers+attention", "losses": {"layers": 1.0, "attention": 1.0}, "data": "transfer", "epochs": 2,
+          "monitor": "dev_loss"},
+         {"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 3}, GOLD], {}),
+    # the relations as a regulariser beside the soft logits, in one stage
+    "soft+attention": ([{"name": "soft+attention", "losses": {"soft": 1.0, "attention": 1.0}, "data": "transfer", "epochs": 3},
+                        GOLD], {}),
+    # the family default with the narrower (PCA-factorised) word-piece table: fewer parameters, the same layers
+    "soft x4 emb_dim 128": ([{"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 4}, GOLD], {}),
     # twice the transfer texts: each text once more, augmented (masking, word swaps, n-gram sampling), labeled by the teacher
     "soft + augmentation x1": ([{"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 3}, GOLD], {}),
 }
 AUGMENTED = {"soft + augmentation x1": 1}  # variant -> transfer.augment.factor (annotated once into the shared folder)
+STUDENT = {"soft x4 emb_dim 128": {"emb_dim": 128}}  # variant -> student settings beyond arch, encoder and layers
 
 
 def dev_score(metrics: dict) -> float:
@@ -52,10 +65,10 @@ def dev_score(metrics: dict) -> float:
     return max(epoch["dev_score"] for epoch in last["epochs"])
 
 
-def variant_values(base_values: dict, stages: list[dict], overrides: dict, seed: int, layers: int) -> dict:
+def variant_values(base_values: dict, stages: list[dict], overrides: dict, seed: int, layers: int, student: dict) -> dict:
     """The run config of one variant: the base run's data and teacher, a MiniLM student, these stages."""
     values = json.loads(json.dumps(base_values))
-    values["student"] = {"arch": "transformer", "encoder": "minilm-l6", "layers": layers}
+    values["student"] = {"arch": "transformer", "encoder": "minilm-l6", "layers": layers, **student}
     distill = {k: v for k, v in values["distill"].items() if k not in ("stages", "lr", "batch_size")}
     values["distill"] = {**distill, **overrides, "stages": stages, "seed": seed}
     values["evaluation"].update(baseline=False, latency_batch_sizes=[])
@@ -92,8 +105,8 @@ def main() -> None:
     plan, first, then = [], [], []
     for name in names:
         stages, overrides = VARIANTS[name]
-        folder = work / "search" / f"{args.layers}L-seed{args.seed}-{name.replace(' ', '_').replace('+', '_')}"
-        values = variant_values(base_values, stages, overrides, args.seed, args.layers)
+        folder = work / "search" / f"{args.layers}L-seed{args.seed}-{name.replace(',', '').replace(' ', '_').replace('+', '_')}"
+        values = variant_values(base_values, stages, overrides, args.seed, args.layers, STUDENT.get(name, {}))
         source = base
         if name in AUGMENTED:  # the same teacher and dev/test caches; the transfer set annotated with its augmented copies
             source = work / f"augmented-x{AUGMENTED[name]}"
@@ -117,7 +130,7 @@ def main() -> None:
             "variant": name, "stages": values["distill"]["stages"],
             "overrides": VARIANTS[name][1], "dev_accuracy": dev_score(metrics),
             "test_accuracy": metrics["student"]["accuracy"], "loyalty": metrics["student"]["loyalty"],
-            "training_seconds": sum(e["seconds"] for s in metrics["stages"]["student"] for e in s["epochs"]),
+            "params": metrics["student"]["params"], "training_seconds": sum(e["seconds"] for s in metrics["stages"]["student"] for e in s["epochs"]),
         })
         log(f"{name}: dev {100 * rows[-1]['dev_accuracy']:.1f}%  test {100 * rows[-1]['test_accuracy']:.1f}%")
     current = work / "transformers" / f"{args.layers}L-seed{args.seed}" / "metrics.json"
