@@ -130,7 +130,8 @@ def main() -> None:
             "variant": name, "stages": values["distill"]["stages"],
             "overrides": VARIANTS[name][1], "dev_accuracy": dev_score(metrics),
             "test_accuracy": metrics["student"]["accuracy"], "loyalty": metrics["student"]["loyalty"],
-            "params": metrics["student"]["params"], "training_seconds": sum(e["seconds"] for s in metrics["stages"]["student"] for e in s["epochs"]),
+            "params": metrics["student"]["params"],
+            "training_seconds": sum(e["seconds"] for s in metrics["stages"]["student"] for e in s["epochs"]),
         })
         log(f"{name}: dev {100 * rows[-1]['dev_accuracy']:.1f}%  test {100 * rows[-1]['test_accuracy']:.1f}%")
     current = work / "transformers" / f"{args.layers}L-seed{args.seed}" / "metrics.json"
