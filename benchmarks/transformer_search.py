@@ -105,7 +105,7 @@ def main() -> None:
     plan, first, then = [], [], []
     for name in names:
         stages, overrides = VARIANTS[name]
-        folder = work / "search" / f"{args.layers}L-seed{args.seed}-{name.replace(',', '').replace(' ', '_').replace('+', '_')}"
+        folder = work / "search" / f"{args.layers}L-seed{args.seed}-{name.replace(' ', '_').replace('+', '_')}"
         values = variant_values(base_values, stages, overrides, args.seed, args.layers, STUDENT.get(name, {}))
         source = base
         if name in AUGMENTED:  # the same teacher and dev/test caches; the transfer set annotated with its augmented copies

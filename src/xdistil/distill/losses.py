@@ -176,7 +176,8 @@ class LayerMatchLoss(DistillLoss):
     Inputs: student_out.hidden_states and batch["lengths"]; batch["teacher_hidden_states"] and
     batch["teacher_attention_mask"], from the teacher run on each batch (the targets are not cached:
     one vector per layer and text would be, 92 MB per 10k texts for six layers in fp16, cheaper than the
-    online teacher from a stage's second epoch on, but the loss did not beat soft logits on the benchmark).
+    online teacher from a stage's second epoch on, but a layers + attention stage did not beat soft logits
+    alone on the classification benchmark's dev split).
     Per text only (classification).
     """
 
@@ -224,7 +225,7 @@ class AttentionRelationLoss(DistillLoss):
     Inputs: the query/key/value outputs of both layers, captured by forward hooks during the student's
     forward and the teacher's (run on each batch); batch["lengths"]. Relations compare positions, so
     both must read their tokens at the same positions: the teacher's own tokenizer (`encoder: teacher`) or
-    one that segments alike (MiniLM's and MPNet's uncased word pieces do). Not cached: a cache would hold
+    one that segments alike (MiniLM's and MPNet's uncased word pieces did, on every benchmark text). Not cached: a cache would hold
     every token's query, key and value vectors (1.27 GB per 10k texts of ~28 pieces, one 768-wide layer, fp16).
     """
 
