@@ -225,8 +225,9 @@ class AttentionRelationLoss(DistillLoss):
     Inputs: the query/key/value outputs of both layers, captured by forward hooks during the student's
     forward and the teacher's (run on each batch); batch["lengths"]. Relations compare positions, so
     both must read their tokens at the same positions: the teacher's own tokenizer (`encoder: teacher`) or
-    one that segments alike (MiniLM's and MPNet's uncased word pieces did, on every benchmark text). Not cached: a cache would hold
-    every token's query, key and value vectors (1.27 GB per 10k texts of ~28 pieces, one 768-wide layer, fp16).
+    one that segments alike (MiniLM's and MPNet's uncased word pieces did, on every benchmark text). Not
+    cached: a cache would hold every token's query, key and value vectors (1.27 GB per 10k texts of ~28
+    pieces, one 768-wide layer, fp16).
     """
 
     needs_teacher = True
