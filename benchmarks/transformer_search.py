@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 GOLD = {"name": "gold", "losses": {"gold": 1.0}, "data": "labeled", "epochs": 4, "lr": 3e-5}
+SOFT_X4 = {"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 4}  # the family default's soft stage
 # name -> (stages, distill overrides); the family's default schedule as the full benchmark ran it (soft 3 epochs, then
 # gold) is read from that benchmark's own folder for the same seed: the "current" row
 VARIANTS: dict[str, tuple[list[dict], dict]] = {
@@ -34,12 +35,12 @@ VARIANTS: dict[str, tuple[list[dict], dict]] = {
     "soft kl t2": ([{"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 3}, GOLD],
                    {"soft_loss": "kl", "temperature": 2.0}),
     # the family's default schedule uncapped (the benchmark ran it with the soft stage capped at 3 epochs)
-    "soft x4": ([{"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 4}, GOLD], {}),
+    "soft x4": ([SOFT_X4, GOLD], {}),
     # linear probe, then fine-tune (LP-FT): one epoch trains only the new head at a 10x rate, so the pre-trained layers are
     # not pulled by a random head's gradients; then every layer as in "soft x4"
     "head then soft x4": (
         [{"name": "soft head", "losses": {"soft": 1.0}, "data": "transfer", "train": ["output"], "epochs": 1, "lr": 1e-3},
-         {"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 4}, GOLD], {}),
+         SOFT_X4, GOLD], {}),
     # TinyBERT/MiniLM-style: the teacher's layers (mean-pooled, uniform map) and its last layer's self-attention relations
     # first, computed online per batch (the MiniLM student reads the same word pieces at the same positions as the MPNet
     # teacher on this data: every text's length agrees), then soft logits and gold as in the default
@@ -51,7 +52,7 @@ VARIANTS: dict[str, tuple[list[dict], dict]] = {
     "soft+attention": ([{"name": "soft+attention", "losses": {"soft": 1.0, "attention": 1.0}, "data": "transfer", "epochs": 3},
                         GOLD], {}),
     # the family default with the narrower (PCA-factorised) word-piece table: fewer parameters, the same layers
-    "soft x4 emb_dim 128": ([{"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 4}, GOLD], {}),
+    "soft x4 emb_dim 128": ([SOFT_X4, GOLD], {}),
     # twice the transfer texts: each text once more, augmented (masking, word swaps, n-gram sampling), labeled by the teacher
     "soft + augmentation x1": ([{"name": "soft", "losses": {"soft": 1.0}, "data": "transfer", "epochs": 3}, GOLD], {}),
 }
