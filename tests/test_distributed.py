@@ -226,3 +226,24 @@ def test_each_process_takes_an_equal_disjoint_share_of_the_batches(monkeypatch):
         shares.append(list(share))
     assert [len(s) for s in shares] == [3, 3, 3]  # 11 batches: 9 taken, the last 2 left out, so every step all-reduces
     assert sorted(b for s in shares for b in s) == list(range(9))
+
+
+@pytest.mark.parametrize("argv, initialized", [(["config"], False), (["run", "missing.yaml"], True)])
+def test_a_command_that_succeeds_leaves_the_process_group_and_one_that_fails_does_not(argv, initialized, tmp_path):
+    """Left to interpreter exit, gloo's threads can abort a finished process ("terminate called without an
+    active exception", exit -6: 1 of 20 two-process launches here). A failed command keeps the group:
+    a barrier could wait forever for a process that failed elsewhere."""
+    script = f"""
+import atexit, os, sys
+import torch.distributed as dist
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="{_free_port()}")
+dist.init_process_group("gloo", rank=0, world_size=1)
+import xdistil.distributed
+atexit.register(lambda: print("initialized at exit:", dist.is_initialized()))
+sys.argv = ["xdistil", *{argv!r}]
+from xdistil.cli import main
+main()
+"""
+    done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == (2 if initialized else 0), done.stderr
+    assert f"initialized at exit: {initialized}" in done.stdout, done.stdout + done.stderr

@@ -353,6 +353,8 @@ def main() -> None:
         sys.exit(1)
     if code == 130:
         _interrupted()
+    if code in (None, 0) and "xdistil.distributed" in sys.modules:  # a command that ran torch: leave its process group cleanly
+        sys.modules["xdistil.distributed"].finish()
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -41,6 +41,18 @@ def barrier() -> None:
         dist.barrier()
 
 
+def finish() -> None:
+    """End this process's part of a finished run: wait for the others, then tear the process group down.
+
+    Left to interpreter exit, gloo's worker threads can outlive it and abort the process ("terminate called
+    without an active exception", exit -6) after all its work is done. Called on success only: a process
+    that failed alone may leave the others inside a collective, where a barrier would hang."""
+    if dist.is_available() and dist.is_initialized():
+        if active():
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def from_main(value: Any) -> Any:
     """The main process's `value`, on every process (picklable values)."""
     if not active():
