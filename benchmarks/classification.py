@@ -94,7 +94,10 @@ def base_values(mode: dict, teacher: str, out: Path, seed: int = 42) -> dict:
 
 
 def link_shared(base: Path, out: Path, names: tuple[str, ...]) -> None:
-    """Symlink the base folder's finished parts (teacher, caches) into another run folder."""
+    """Symlink the base folder's finished parts (teacher, caches) into another run folder (marked as one first)."""
+    from xdistil.folderlock import mark_run_folder
+
+    mark_run_folder(out)
     for name in names:
         link = out / name
         if not link.exists():

@@ -140,7 +140,9 @@ def main() -> None:
         student_values["evaluation"]["baseline_epochs"] = epochs + 2
         out = work / f"student-transformer-{args.layers}L-e{epochs}"
     student_values["out"] = str(out)
-    out.mkdir(parents=True, exist_ok=True)
+    from xdistil.folderlock import mark_run_folder
+
+    mark_run_folder(out)
     for shared in ("teacher", "cache"):
         if not (out / shared).exists():
             (out / shared).symlink_to((work / "base" / shared).resolve(), target_is_directory=True)

@@ -141,7 +141,7 @@ def test_overwrite_deletes_only_what_xdistil_wrote(finished, tmp_path, tiny_teac
     shutil.copytree(out, copy)
     (copy / "notes.txt").write_text("mine")  # the folder carries the marker: the user's own file stays
     Run(tiny_run_config(tiny_teacher, sentiment_files, copy), overwrite=True)
-    assert sorted(p.name for p in copy.iterdir()) == sorted([".xdistil-run", "config.yaml", "config_history.jsonl", "notes.txt"])
+    assert sorted(p.name for p in copy.iterdir()) == sorted([".xdistil-run", ".xdistil-lock", "config.yaml", "config_history.jsonl", "notes.txt"])
 
 
 def test_a_run_that_failed_before_any_step_accepts_a_corrected_config(tiny_teacher, sentiment_files, tmp_path):
@@ -180,7 +180,9 @@ def test_a_teacher_with_other_labels_is_refused_when_used_as_is(finished, tmp_pa
 def test_student_folder_has_a_model_card(finished):
     _, out, metrics = finished
     card = (out / "student" / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: xdistil\npipeline_tag: text-classification")
+    assert card.startswith("---\nlibrary_name: xdistil\n")
+    # no folder of this format loads in transformers: the card declares no pipeline_tag and says so
+    assert "pipeline_tag" not in card and "not with `transformers`" in card
     assert f"{metrics['student']['params']:,} parameters" in card
     assert f"**{100 * metrics['student']['probability_loyalty']:.1f}%**" in card and "Jensen-Shannon" in card
     assert "labels (2): neg, pos" in card and "OnnxStudent" in card and "| test accuracy (%) |" in card

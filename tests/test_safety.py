@@ -176,7 +176,7 @@ def test_a_student_with_a_shortened_label_list_is_refused(finished, tmp_path):
     (student / "config.json").write_text(json.dumps(meta, indent=2))
     assert_one_line_error(xdistil("predict", str(student), "a great film"), "config.json: altered")
     # with the checksum made to match, the consistency check still refuses it
-    from xdistil.student.io import _sha256
+    from xdistil.manifest import sha256 as _sha256
 
     manifest = json.loads((student / "manifest.json").read_text())
     manifest["sha256"]["config.json"] = _sha256(student / "config.json")

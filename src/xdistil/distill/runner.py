@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,8 @@ from xdistil.distill.losses import LossContext, build_loss, needs_teacher
 from xdistil.distill.stages import Stage, set_trainable
 from xdistil.loop import LoopSettings, StageHistory, fit
 from xdistil.progress import log
-from xdistil.storage import atomic_write_json, read_safetensors
+from xdistil.atomic import atomic_write, atomic_write_json
+from xdistil.storage import read_safetensors
 from xdistil.student.base import Student
 
 
@@ -82,6 +82,8 @@ class StageCheckpoints:
                 stale += 1
                 meta.unlink()
                 meta.with_suffix(".safetensors").unlink(missing_ok=True)
+        for torn in self.folder.glob("stage-*.tmp"):  # what a killed writer left (a failed write removes its own)
+            torn.unlink(missing_ok=True)
         return stale
 
     def _paths(self, index: int) -> tuple[Path, Path]:
@@ -111,9 +113,8 @@ class StageCheckpoints:
 
     def _save(self, index: int, stage: Stage, tensors: dict[str, torch.Tensor], history: StageHistory) -> None:
         weights, meta = self._paths(index)
-        tmp = weights.with_name(weights.name + ".tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, weights)
+        cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        atomic_write(weights, lambda tmp: save_file(cpu, str(tmp)))
         atomic_write_json(meta, {"fingerprint": self.fingerprint, "stage": stage.name, "history": history.to_dict()})
 
 

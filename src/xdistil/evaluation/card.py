@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xdistil.evaluation.report import comparison_table
+from xdistil.evaluation.report import comparison_table, quick_lines, speedup_line
+from xdistil.atomic import atomic_write_text
 
 
 def card_text(metrics: dict, config: dict, labels: list[str], notes: list[str]) -> str:
@@ -22,15 +23,12 @@ def card_text(metrics: dict, config: dict, labels: list[str], notes: list[str]) 
     if student.get("probability_loyalty") is not None:
         loyalty.append(f"- probability loyalty (1 - Jensen-Shannon divergence between the student's and the teacher's "
                        f"output distributions, mean over test): **{100 * student['probability_loyalty']:.1f}%**")
-    speed = (f"- CPU speed-up over the teacher at batch 32 ({run['threads']} threads): **{metrics['speedup_batch_32']:.1f}x**"
-             if "speedup_batch_32" in metrics else "- latency was not measured in this run")
     usage = "xdistil.load_student(\"path/to/student\").predict([\"a text to label\"])" if not tagging else \
         "xdistil.load_student(\"path/to/student\").predict([[\"Alice\", \"lives\", \"in\", \"Paris\"]])"
     return "\n".join([
         "---",
-        "library_name: xdistil",
-        f"pipeline_tag: {'token-classification' if tagging else 'text-classification'}",
-        "tags: [xdistil, knowledge-distillation]",
+        "library_name: xdistil",  # no pipeline_tag: this folder loads with xdistil (or its ONNX export), not in transformers
+        f"tags: [xdistil, knowledge-distillation, {'token-classification' if tagging else 'text-classification'}]",
         "---",
         "",
         f"# {run['name']}: a distilled {run['student_arch']} student",
@@ -54,10 +52,11 @@ def card_text(metrics: dict, config: dict, labels: list[str], notes: list[str]) 
         "",
         "## How good and how fast (test split)",
         "",
+        *quick_lines(metrics),
         comparison_table(metrics),
         "",
         *loyalty,
-        speed,
+        speedup_line(metrics),
         "",
         "## Intended use and limits",
         "",
@@ -71,6 +70,9 @@ def card_text(metrics: dict, config: dict, labels: list[str], notes: list[str]) 
         f"- Selected on the dev split by {primary}; test was used only for the figures above.",
         "",
         "## How to load it",
+        "",
+        "This folder is xdistil's own format: it loads with xdistil, not with `transformers` (`AutoModel` and `pipeline` "
+        "do not know the student's architecture). To serve it without torch, export it to ONNX as below.",
         "",
         "```python",
         "import xdistil",
@@ -93,5 +95,5 @@ def card_text(metrics: dict, config: dict, labels: list[str], notes: list[str]) 
 def write_card(folder: Path, metrics: dict, config: dict, labels: list[str], notes: list[str]) -> Path:
     """Write `folder/README.md` (the student folder's card)."""
     path = folder / "README.md"
-    path.write_text(card_text(metrics, config, labels, notes), encoding="utf-8")
+    atomic_write_text(path, card_text(metrics, config, labels, notes))
     return path

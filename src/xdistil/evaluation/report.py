@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from xdistil.loop import StageHistory  # noqa: E402
+from xdistil.atomic import atomic_write, atomic_write_text  # noqa: E402
 
 
 def plot_stages(histories: list[StageHistory], path: Path, title: str) -> None:
@@ -34,7 +35,7 @@ def plot_stages(histories: list[StageHistory], path: Path, title: str) -> None:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
 
 
@@ -104,6 +105,23 @@ def breakdown_tables(metrics: dict) -> list[str]:
     return lines
 
 
+def speedup_line(metrics: dict) -> str:
+    """The CPU speed-up over the teacher at every batch size measured, or that latency was not measured."""
+    sizes = sorted(int(key.removeprefix("speedup_batch_")) for key in metrics if key.startswith("speedup_batch_"))
+    if not sizes:
+        return "- latency was not measured (evaluation.latency_batch_sizes is empty)"
+    ratios = ", ".join(f"**{metrics[f'speedup_batch_{size}']:.1f}x** at batch {size}" for size in sizes)
+    return f"- CPU speed-up over the teacher ({metrics['run']['threads']} threads, same process, same test texts): {ratios}"
+
+
+def quick_lines(metrics: dict) -> list[str]:
+    """A warning, for a `--quick` run, that its figures come from a few epochs and are not a full run's."""
+    if not metrics["run"].get("quick"):
+        return []
+    return ["**This is a quick run** (`--quick`: a few epochs for the teacher and each stage, a short baseline) for a first "
+            "look; its figures are below what a full run of the same data reaches. Re-run without `--quick` for those.", ""]
+
+
 def write_report(folder: Path, metrics: dict, histories: dict[str, list[StageHistory]], notes: list[str]) -> Path:
     """report.md with the table, headline ratios, data notes and a learning-curve figure per model."""
     primary = metrics.get("primary_metric", "accuracy")
@@ -114,12 +132,11 @@ def write_report(folder: Path, metrics: dict, histories: dict[str, list[StageHis
         f"Models were selected on the dev split only; every figure below is on the test split "
         f"({metrics['data']['test']:,} {'sentences' if metrics.get('task') == 'tagging' else 'examples'}).",
         "",
+        *quick_lines(metrics),
         comparison_table(metrics),
         "",
         f"- compression (teacher parameters / student parameters): **{metrics['compression']:.1f}x**",
-        f"- speed-up at batch 32 on this CPU ({metrics['run']['threads']} threads): **{metrics['speedup_batch_32']:.1f}x**"
-        if "speedup_batch_32" in metrics
-        else "- latency not measured (evaluation.latency_batch_sizes is empty)",
+        speedup_line(metrics),
         f"- student / teacher {primary}: **{100 * metrics['retention']:.1f}%**; "
         f"student minus teacher: **{100 * (metrics['student'][primary] - metrics['teacher'][primary]):+.1f} points**"
         + (
@@ -151,5 +168,5 @@ def write_report(folder: Path, metrics: dict, histories: dict[str, list[StageHis
             sections.append(f"| {h.name} | {len(h.epochs)} | {h.best_epoch} | {best.dev_loss:.4f} | {acc} |")
         sections.append("")
     path = folder / "report.md"
-    path.write_text("\n".join(sections), encoding="utf-8")
+    atomic_write_text(path, "\n".join(sections))
     return path

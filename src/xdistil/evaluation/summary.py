@@ -116,6 +116,7 @@ def _metrics(run: Finished, threads: int) -> dict:
             "student_arch": config.student.arch,
             "threads": threads,
             "device": str(run.device),
+            "quick": config.quick,
         },
         "data": corpus.sizes(),
         "teacher": {

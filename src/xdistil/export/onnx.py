@@ -3,6 +3,7 @@
 The exported graph is the family's `export_module()`; before anything is written as final, the
 ONNX model's logits are compared with the PyTorch student's on random batches of several shapes,
 and an export that does not reproduce them (fp32: within 1e-4) is refused rather than shipped.
+The folder carries a manifest of its files' checksums, checked whenever it is loaded.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import numpy as np
 import torch
 
 from xdistil.errors import XDistilError
-from xdistil.export.runtime import MODEL, ONNX_CONFIG, OnnxStudent
+from xdistil.export.runtime import MODEL, ONNX_CONFIG, ONNX_FORMAT, OnnxStudent, is_exported_folder
+from xdistil.manifest import MANIFEST, write_manifest
 from xdistil.progress import log
-from xdistil.storage import replace_folder, staging_folder
+from xdistil.atomic import atomic_write_text, staged_folder
 from xdistil.student.inputs import tensor_batch
 from xdistil.student.io import DistilledStudent, DistilledTagger, load_student
 
@@ -72,19 +74,15 @@ def export_onnx(source: str | Path, out: str | Path, int8: bool = False) -> Path
     student = load_student(source)
     student.model.eval()
     out = Path(out)
-    if out.exists() and not (out / ONNX_CONFIG).is_file() and any(out.iterdir()):
-        raise XDistilError(f"{out}: not empty and not an exported student; choose a new folder for --out")
-    tmp = staging_folder(out)
+    if out.exists() and not out.is_dir():
+        raise XDistilError(f"{out}: --out names an existing file; expected a folder for the exported student")
+    if out.is_dir() and any(out.iterdir()) and not is_exported_folder(out):
+        raise XDistilError(f"{out}: not empty and not a folder xdistil exported (no valid {MANIFEST} of an exported student, or "
+                           "files it does not list); nothing was deleted - choose a new folder for --out")
     names = _names(student)
     axes = {"input_ids": {0: "batch", 1: "tokens"}, "lengths": {0: "batch"}, "logits": {0: "batch"}}
     if "word_index" in names:
         axes.update({"word_index": {0: "batch", 1: "words"}, "logits": {0: "batch", 1: "words"}})
-    with warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore")
-        # in eval mode: the exporter restores the module's mode afterwards, and the student is shared with it
-        torch.onnx.export(student.model.export_module().eval(), _inputs(student, 2, 7, 0), str(tmp / MODEL), input_names=names,
-                          output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-    shutil.copy(source / "tokenizer.json", tmp / "tokenizer.json")
     vocab = student.vocab
     meta = {
         "format": "xdistil-onnx/1", "task": "tagging" if isinstance(student, DistilledTagger) else "classification",
@@ -92,21 +90,28 @@ def export_onnx(source: str | Path, out: str | Path, int8: bool = False) -> Path
         "precision": "fp32", "pad_id": vocab.pad_id, "unk_teacher_id": int(vocab.teacher_ids[vocab.unk_id]),
         "vocab_lookup": vocab.lookup.tolist(),
     }
-    (tmp / ONNX_CONFIG).write_text(json.dumps(meta), encoding="utf-8")
-    difference = max_difference(student, tmp)
-    if difference > TOLERANCE:
-        shutil.rmtree(tmp)
-        raise XDistilError(f"{source}: the ONNX export differs from the PyTorch student by {difference:.2e} (> {TOLERANCE}); not exported")
-    log(f"export: ONNX logits match the PyTorch student's within {difference:.1e}")
-    if int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+    with staged_folder(out) as tmp:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            # in eval mode: the exporter restores the module's mode afterwards, and the student is shared with it
+            torch.onnx.export(student.model.export_module().eval(), _inputs(student, 2, 7, 0), str(tmp / MODEL), input_names=names,
+                              output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        shutil.copy(source / "tokenizer.json", tmp / "tokenizer.json")
+        atomic_write_text(tmp / ONNX_CONFIG, json.dumps(meta))
+        write_manifest(tmp, ONNX_FORMAT)
+        difference = max_difference(student, tmp)
+        if difference > TOLERANCE:
+            raise XDistilError(f"{source}: the ONNX export differs from the PyTorch student by {difference:.2e} (> {TOLERANCE}); not exported")
+        log(f"export: ONNX logits match the PyTorch student's within {difference:.1e}")
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        fp32 = tmp / "model-fp32.onnx"
-        (tmp / MODEL).rename(fp32)
-        quantize_dynamic(str(fp32), str(tmp / MODEL), weight_type=QuantType.QInt8)
-        fp32.unlink()
-        meta["precision"] = "int8"
-        (tmp / ONNX_CONFIG).write_text(json.dumps(meta), encoding="utf-8")
-        log(f"export: int8 (dynamic quantisation); largest logit change on random batches {max_difference(student, tmp):.2e}")
-    replace_folder(tmp, out)
+            fp32 = tmp / "model-fp32.onnx"
+            (tmp / MODEL).rename(fp32)
+            quantize_dynamic(str(fp32), str(tmp / MODEL), weight_type=QuantType.QInt8)
+            fp32.unlink()
+            meta["precision"] = "int8"
+            atomic_write_text(tmp / ONNX_CONFIG, json.dumps(meta))
+            write_manifest(tmp, ONNX_FORMAT)
+            log(f"export: int8 (dynamic quantisation); largest logit change on random batches {max_difference(student, tmp):.2e}")
     return out

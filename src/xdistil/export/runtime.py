@@ -1,7 +1,8 @@
 """A student exported to ONNX, run with onnxruntime, tokenizers and numpy only (no torch, no transformers).
 
-The folder holds `model.onnx`, the student's `tokenizer.json` and `onnx_config.json` (task, labels,
-maximum length, the pruned vocabulary's map from tokenizer ids to the student's). Tokenization is
+The folder holds `model.onnx`, the student's `tokenizer.json`, `onnx_config.json` (task, labels,
+maximum length, the pruned vocabulary's map from tokenizer ids to the student's) and `manifest.json`
+(their checksums: a missing, altered or edited file is refused on load). Tokenization is
 the training code's own (`xdistil.text`), fed by a thin adapter over the `tokenizers` library.
 """
 
@@ -15,11 +16,24 @@ import numpy as np
 
 from xdistil.data.readers import MAX_CHARS, clip
 from xdistil.errors import XDistilError
+from xdistil.manifest import MANIFEST, verify_manifest
 from xdistil.numeric import softmax
 from xdistil.text import encode_words, tokenize
 
 ONNX_CONFIG = "onnx_config.json"
 MODEL = "model.onnx"
+ONNX_FORMAT = "xdistil-onnx/1"
+
+
+def is_exported_folder(folder: Path) -> bool:
+    """True when `folder` holds an export xdistil made and nothing else: its manifest checks out and lists
+    every file in it (only such a folder may be replaced by a new export)."""
+    try:
+        verify_manifest(folder, ONNX_FORMAT, (MODEL, ONNX_CONFIG), "exported student")
+        listed = set(json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["sha256"])
+    except XDistilError:
+        return False
+    return all(p.name in listed or p.name == MANIFEST for p in folder.iterdir())
 
 
 class _Encoded:
@@ -69,6 +83,7 @@ class OnnxStudent:
         folder = Path(folder)
         if not (folder / ONNX_CONFIG).is_file() or not (folder / MODEL).is_file():
             raise XDistilError(f"{folder}: not an exported student (expected {MODEL} and {ONNX_CONFIG}; see `xdistil export`)")
+        verify_manifest(folder, ONNX_FORMAT, (MODEL, ONNX_CONFIG, "tokenizer.json"), "exported student")
         meta = json.loads((folder / ONNX_CONFIG).read_text(encoding="utf-8"))
         self.task, self.label_names, self.max_length = meta["task"], meta["label_names"], meta["max_length"]
         self.lookup = np.asarray(meta["vocab_lookup"], dtype=np.int64)
@@ -78,6 +93,9 @@ class OnnxStudent:
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(folder / MODEL), options, providers=["CPUExecutionProvider"])
+        width = self.session.get_outputs()[0].shape[-1]
+        if isinstance(width, int) and width != len(self.label_names):  # with checksums forged to match, the parts must still agree
+            raise XDistilError(f"{folder / ONNX_CONFIG}: {len(self.label_names)} label names for a model with {width} outputs")
 
     def _run(self, sequences: list[np.ndarray], word_index: np.ndarray | None = None) -> np.ndarray:
         return softmax(self._logits(sequences, word_index))

@@ -8,7 +8,6 @@ verifies it and the parts' consistency (tokenizer size, embedding rows, label co
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,8 @@ from transformers import AutoTokenizer
 from xdistil.data.readers import MAX_CHARS, clip
 from xdistil.numeric import softmax
 from xdistil.errors import XDistilError
-from xdistil.storage import atomic_write_json, replace_folder, staging_folder
+from xdistil.manifest import MANIFEST, verify_manifest, write_manifest
+from xdistil.atomic import staged_folder
 from xdistil.student.base import Student
 from xdistil.student.inputs import batch_inputs, student_ids, word_batch
 from xdistil.student.registry import family
@@ -31,7 +31,7 @@ from xdistil.text import encode_words
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-MANIFEST = "manifest.json"
+STUDENT_FORMAT = "xdistil-student/1"
 
 
 class DistilledStudent(ModelHubMixin):
@@ -121,24 +121,14 @@ class DistilledTagger(DistilledStudent):
 PREDICTORS = {"classification": DistilledClassifier, "tagging": DistilledTagger}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_student(
     folder: str | Path, model: Student, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int
 ) -> Path:
     """Write weights, config and tokenizer into a staging folder, then the manifest of their checksums,
-    then move it into place as `folder` (a killed save leaves the previous student or none, never half of one)."""
+    then move it into place as `folder` (a killed or failed save leaves the previous student or none, never half of one)."""
     folder = Path(folder)
-    tmp = staging_folder(folder)
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     tensors["vocab.teacher_ids"] = torch.as_tensor(vocab.teacher_ids)
-    save_file(tensors, str(tmp / WEIGHTS))
     meta = {
         "arch": model.arch,
         "task": "tagging" if model.per_word else "classification",
@@ -149,32 +139,17 @@ def save_student(
         "unk_teacher_id": int(vocab.teacher_ids[vocab.unk_id]),
         "pad_teacher_id": int(vocab.teacher_ids[vocab.pad_id]),
     }
-    (tmp / CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    tokenizer.save_pretrained(str(tmp))
-    files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-    atomic_write_json(tmp / MANIFEST, {"format": "xdistil-student/1", "sha256": files})
-    replace_folder(tmp, folder)
+    with staged_folder(folder) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS))
+        (tmp / CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        tokenizer.save_pretrained(str(tmp))
+        write_manifest(tmp, STUDENT_FORMAT)
     return folder
 
 
 def verify_student_files(folder: Path) -> None:
     """Refuse a student folder whose files are missing or altered since it was saved."""
-    if not (folder / MANIFEST).is_file():
-        raise XDistilError(f"{folder / MANIFEST}: missing; expected the checksums xdistil writes last when it saves a student "
-                           "(the save did not finish, or the folder was not made by xdistil)")
-    try:
-        expected = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["sha256"]
-    except (ValueError, KeyError, TypeError):
-        raise XDistilError(f"{folder / MANIFEST}: not a valid student manifest") from None
-    for name in (WEIGHTS, CONFIG):
-        if name not in expected:
-            raise XDistilError(f"{folder / MANIFEST}: lists no checksum for {name}")
-    for name, digest in expected.items():
-        path = folder / name
-        if not path.is_file():
-            raise XDistilError(f"{path}: missing; the student folder is incomplete")
-        if _sha256(path) != digest:
-            raise XDistilError(f"{path}: altered since the student was saved (checksum mismatch); re-export the student")
+    verify_manifest(folder, STUDENT_FORMAT, (WEIGHTS, CONFIG), "student")
 
 
 def load_student(folder: str | Path) -> DistilledStudent:

@@ -14,7 +14,7 @@ import xdistil.distributed as distributed
 from xdistil.config import TeacherConfig
 from xdistil.loop import StageHistory
 from xdistil.progress import log
-from xdistil.storage import atomic_write_json, replace_folder, staging_folder
+from xdistil.atomic import atomic_write_json, staged_folder
 from xdistil.teacher.models import load_classifier
 
 MARKER = "xdistil_teacher.json"
@@ -49,11 +49,10 @@ def load_teacher(folder: Path, fingerprint: str, auto_class, device: torch.devic
 
 def save_teacher(folder: Path, teacher: Teacher, tokenizer) -> None:
     """Write model, tokenizer and marker to a staging folder, then move it into place."""
-    tmp = staging_folder(folder)
-    teacher.model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    atomic_write_json(tmp / MARKER, {"fingerprint": teacher.fingerprint, "history": [h.to_dict() for h in teacher.history]})
-    replace_folder(tmp, folder)
+    with staged_folder(folder) as tmp:
+        teacher.model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        atomic_write_json(tmp / MARKER, {"fingerprint": teacher.fingerprint, "history": [h.to_dict() for h in teacher.history]})
 
 
 def load_or_finetune(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -30,7 +29,8 @@ import xdistil.distributed as distributed
 from xdistil.errors import XDistilError
 from xdistil.fingerprint import fingerprint as _fingerprint
 from xdistil.progress import bar, log
-from xdistil.storage import atomic_write_json, read_safetensors
+from xdistil.atomic import atomic_write, atomic_write_json
+from xdistil.storage import read_safetensors
 
 MANIFEST = "manifest.json"
 TENSORS = {
@@ -252,11 +252,8 @@ def write_chunk(cache: TransferCache, index: int, tensors: dict[str, torch.Tenso
     manifest = cache.manifest
     meta = {"fingerprint": manifest["fingerprint"], "start": str(index * manifest["chunk_size"]), "truncated": str(cut),
             "checksum": _checksum(tensors)}
-    path = cache.chunk_path(index)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: two writers never share a temporary
     # one metadata key: safetensors orders several in a per-process random order, and the same chunk must be the same bytes
-    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, sort_keys=True)})
-    os.replace(tmp, path)
+    atomic_write(cache.chunk_path(index), lambda tmp: save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, sort_keys=True)}))
 
 
 # runs the chunks to do elsewhere (a Ray cluster): (model, tokenizer, cache, [(index, texts)], spec, annotator, label order,
