@@ -111,9 +111,8 @@ def finish(process: subprocess.Popen, folder: Path) -> dict:
     if process.returncode != 0:
         raise SystemExit(f"xdistil distill failed in {folder}:\n{err}")
     history = json.loads(next((folder / "checkpoints" / "student").glob("stage-*.json")).read_text())["history"]
-    threads = next((line.split("(")[0].split(":")[1].strip() for line in err.splitlines() if line.startswith("threads:")), "?")
-    reason = next((line for line in err.splitlines() if line.startswith("threads:")), "")
-    return {"epoch_seconds": history["epochs"][0]["seconds"], "threads": threads, "log": reason,
+    reason = next((line for line in err.splitlines() if line.startswith("threads:")), "threads: ? (no log line)")
+    return {"epoch_seconds": history["epochs"][0]["seconds"], "threads": reason.split()[1], "log": reason,
             "warned_oversubscribed": "oversubscribed" in err}
 
 

@@ -227,13 +227,25 @@ def test_quick_cuts_the_epochs_and_the_report_says_so(tmp_path, tiny_teacher, se
                      "--transfer", str(sentiment_files["transfer"]), "--out", str(out), "--quick")
     assert result.returncode == 0, result.stderr
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["quick"] is True and saved["teacher"]["epochs"] == 2 and saved["evaluation"]["baseline_epochs"] == 5
+    assert saved["quick"] is True and saved["teacher"]["epochs"] == 5 and saved["evaluation"]["baseline_epochs"] == 5
     assert {stage["epochs"] for stage in saved["distill"]["stages"]} == {1}
     metrics = json.loads((out / "metrics.json").read_text())
-    assert len(metrics["stages"]["teacher"][0]["epochs"]) <= 2
+    assert len(metrics["stages"]["teacher"][0]["epochs"]) <= 5
     assert all(len(stage["epochs"]) == 1 for stage in metrics["stages"]["student"])
     assert "This is a quick run" in (out / "report.md").read_text()
     assert "This is a quick run" in (out / "student" / "README.md").read_text()
+
+
+def test_quick_caps_what_a_config_sets_and_a_saved_quick_config_validates_to_itself():
+    from xdistil.config import build_config
+
+    config = build_config({"quick": True, "teacher": {"epochs": 20}, "evaluation": {"baseline_epochs": 30, "latency_repeats": 50},
+                           "distill": {"epochs": 9, "stages": [{"name": "soft", "losses": {"soft": 1.0}, "epochs": 7},
+                                                               {"name": "gold", "losses": {"gold": 1.0}, "data": "labeled"}]}})
+    assert (config.teacher.epochs, config.distill.epochs, [s.epochs for s in config.distill.stages]) == (5, 1, [1, 1])
+    assert (config.evaluation.baseline_epochs, config.evaluation.latency_repeats) == (5, 5)
+    assert config_to_dict(build_config(config_to_dict(config))) == config_to_dict(config)
+    assert build_config({"teacher": {"epochs": 20}}).teacher.epochs == 20  # without quick nothing is capped
 
 
 def test_epochs_sets_every_stage_of_the_default_schedule(tmp_path, tiny_teacher, sentiment_files):

@@ -106,7 +106,7 @@ def run(
         Optional[str], typer.Option(help="transformer student: encoder to cut (minilm-l6, 'teacher', a folder or hub id)")
     ] = None,
     quick: Annotated[
-        bool, typer.Option("--quick", help="a first look in minutes: 2 teacher epochs, 1 per stage, a short baseline (the report says so)")
+        bool, typer.Option("--quick", help="a first look in minutes: 1 epoch per stage, at most 5 for the teacher and the baseline (the report says so)")
     ] = False,
     epochs: Annotated[Optional[int], typer.Option(help="epochs of every distillation stage (early stopping still applies)", min=1)] = None,
     overwrite: Overwrite = False,
@@ -114,7 +114,8 @@ def run(
     """Run the whole pipeline from a config file, from flags alone, or both."""
     from xdistil.config import build_config, config_to_dict
 
-    _refuse_if_in_use(out if out is not None else _config_out(config) if config else None)
+    if config:  # before the config is validated (that imports torch); flags alone are checked below, once `out` is known
+        _refuse_if_in_use(out if out is not None else _config_out(config))
     values = config_to_dict(_load(config)) if config else {}
     data = values.setdefault("data", {})
     for key, value in (
@@ -151,7 +152,8 @@ def run(
         values["seed"] = seed
     if not config and not (train or dataset):
         raise XDistilError("run: give a CONFIG file, or at least --train (or --dataset)")
-    _refuse_if_in_use(Path(values["out"]))
+    if not config:
+        _refuse_if_in_use(Path(values["out"]))
     run_config = build_config(values, str(config) if config else "flags")
     if epochs is not None:  # every stage of the schedule, the family's default one included
         run_config.distill.epochs = epochs
@@ -357,7 +359,8 @@ def _interrupted() -> None:
 
 
 def main() -> None:
-    """Entry point. Exit codes: 0 done; 1 internal error; 2 bad input or usage (one line, no traceback);
+    """Entry point. Exit codes: 0 done; 1 internal error; 2 bad input, usage or environment - a full disk, a run
+    folder in use (one line, no traceback);
     130 Ctrl-C and 143 SIGTERM (the step in progress is named; a re-run resumes)."""
     # a fresh classification head on a teacher is expected; transformers' load reports would only alarm. Set through
     # the environment, read when transformers is first imported: commands that never need it (ONNX predict) never import it

@@ -187,7 +187,7 @@ class EvaluationConfig(_Strict):
     threads: int | None = Field(None, ge=1, description="CPU threads for the latency measurement; default the run's")
 
 
-QUICK = {"teacher_epochs": 2, "stage_epochs": 1, "baseline_epochs": 5, "latency_repeats": 5}  # what `quick: true` caps
+QUICK = {"teacher_epochs": 5, "stage_epochs": 1, "baseline_epochs": 5, "latency_repeats": 5}  # what `quick: true` caps
 
 
 class RunConfig(_Strict):
@@ -202,7 +202,7 @@ class RunConfig(_Strict):
         None, ge=1, description="torch CPU threads for the whole run; default the CPUs the process may use (affinity and cgroup quota)"
     )
     quick: bool = Field(
-        False, description="a first look in minutes (`xdistil run --quick`): caps the teacher at 2 epochs, each stage at 1, the baseline "
+        False, description="a first look in minutes (`xdistil run --quick`): caps each stage at 1 epoch, the teacher at 5, the baseline "
         "at 5 and the latency repeats at 5; the report says it is a quick run"
     )
     data: DataConfig = Field(default_factory=DataConfig)

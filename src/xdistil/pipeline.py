@@ -93,17 +93,27 @@ class Run:
         self.close = weakref.finalize(self, locks[0].release) if locks else lambda: None
         set_seed(config.seed)
         self.timings: dict[str, float] = {}
+        self._warned = False  # the oversubscription warning is given once
 
     def _say_threads(self) -> None:
-        """Log the thread count and why, and warn when other processes already keep this run's CPUs busy."""
+        """Log the thread count and why (the first step of every command calls it)."""
         threads = torch.get_num_threads()
         log(f"threads: {threads} torch thread{'s' * (threads > 1)} ("
             + ("set by the config's threads" if self.config.threads else self.cpus.reason) + ")")
-        busy = None if distributed.launched() else busy_cpus()
-        if busy is not None and busy + threads > len(affinity()) + 0.5:
-            log(f"warning: the machine is oversubscribed: other processes keep about {busy:.1f} of this run's {len(affinity())} "
-                f"CPUs busy beside its {threads} threads; each step may be many times slower (two runs sharing 2 cores measured "
-                "20x slower per epoch) - wait for them, or give each run its own cores (taskset -c, or threads: in the config)")
+        self._warn_if_oversubscribed()
+
+    def _warn_if_oversubscribed(self) -> None:
+        """Warn, once a run, when other processes keep this run's CPUs busy as a training step begins (sampled
+        while this process waits; two runs started together are only seen once both train)."""
+        if self._warned or distributed.launched():
+            return
+        threads, cores, busy = torch.get_num_threads(), len(affinity()), busy_cpus()
+        if busy is not None and busy + threads > cores + 0.5:
+            self._warned = True
+            log(f"warning: the machine is oversubscribed: other processes keep about {busy:.1f} of this run's {cores} CPUs busy "
+                f"beside its {threads} torch threads; every step may be several times slower (benchmarks/threads.py: two runs "
+                "sharing 2 cores at 2 threads each took 3.5x as long per epoch, at 1 thread each 1.2x) - wait for them, or give "
+                "each run its own cores (taskset -c, or threads: in the config)")
 
     def _why(self, keys: tuple[str, ...]) -> str:
         """Why a step is redone: the first changed config key it reads (see runfolder.step_reason)."""
@@ -247,6 +257,7 @@ class Run:
     def _train(self, name: str, stages: list[Stage]) -> Trained:
         data = self.stage_data
         enter_step("distillation" if name == "student" else f"{name} training")
+        self._warn_if_oversubscribed()
         model = self.new_student()
         config = self.config
         fp = fingerprint(
