@@ -148,6 +148,12 @@ def test_a_full_disk_during_export_is_one_line_and_leaves_no_temporaries(finishe
     assert list(tmp_path.iterdir()) == []  # neither the folder nor its staging temporary
 
 
+def test_a_run_folder_that_cannot_be_written_is_one_line(tmp_path, tiny_teacher, sentiment_files):
+    out = Path("/sys/xdistil-cannot-write-here")  # sysfs refuses new folders, even to root
+    config = _config(tmp_path, tiny_teacher, sentiment_files, out)
+    assert_one_line_error(xdistil("run", str(config), "--out", str(out)), f"{out}:", "expected a folder this user may write to")
+
+
 # ---- configs that are hostile rather than wrong ----
 @pytest.mark.parametrize(
     "text, fragment",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -382,6 +383,11 @@ def main() -> None:
         code = getattr(err, "exit_code", None)
         if type(err).__name__ == "Abort" or signals_received():
             _interrupted()
+        if isinstance(err, PermissionError) or (isinstance(err, OSError) and err.errno == errno.EROFS):
+            where = f"{err.filename}: " if err.filename else ""
+            print(f"error: {where}{err.strerror or err} ({_current_step()}); expected a folder this user may write to - choose "
+                  "another --out or fix its permissions", file=sys.stderr)
+            sys.exit(2)
         if out_of_space(err):  # every writer removes its temporary when its write fails: what is left is whole
             detail = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
             print(f"error: no space left to write ({_current_step()}: {detail}); the failed write's temporary files were removed - "

@@ -111,9 +111,9 @@ class Run:
         if busy is not None and busy + threads > cores + 0.5:
             self._warned = True
             log(f"warning: the machine is oversubscribed: other processes keep about {busy:.1f} of this run's {cores} CPUs busy "
-                f"beside its {threads} torch threads; every step may be several times slower (benchmarks/threads.py: two runs "
-                "sharing 2 cores at 2 threads each took 3.5x as long per epoch, at 1 thread each 1.2x) - wait for them, or give "
-                "each run its own cores (taskset -c, or threads: in the config)")
+                f"beside its {threads} torch threads; every step may be many times slower (benchmarks/threads.py: two runs "
+                "sharing 2 cores at 2 threads each took 3.5x-17x as long per epoch as one alone, at 1 thread each 1.3x-1.4x) - "
+                "wait for them, or give each run its own cores (taskset -c, or threads: in the config)")
 
     def _why(self, keys: tuple[str, ...]) -> str:
         """Why a step is redone: the first changed config key it reads (see runfolder.step_reason)."""
