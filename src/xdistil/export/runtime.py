@@ -23,13 +23,14 @@ from xdistil.text import encode_words, tokenize
 ONNX_CONFIG = "onnx_config.json"
 MODEL = "model.onnx"
 ONNX_FORMAT = "xdistil-onnx/1"
+REQUIRED = (MODEL, ONNX_CONFIG, "tokenizer.json")  # the files an exported folder's manifest must list
 
 
 def is_exported_folder(folder: Path) -> bool:
     """True when `folder` holds an export xdistil made and nothing else: its manifest checks out and lists
     every file in it (only such a folder may be replaced by a new export)."""
     try:
-        verify_manifest(folder, ONNX_FORMAT, (MODEL, ONNX_CONFIG), "exported student")
+        verify_manifest(folder, ONNX_FORMAT, REQUIRED, "exported student")
         listed = set(json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["sha256"])
     except XDistilError:
         return False
@@ -83,7 +84,7 @@ class OnnxStudent:
         folder = Path(folder)
         if not (folder / ONNX_CONFIG).is_file() or not (folder / MODEL).is_file():
             raise XDistilError(f"{folder}: not an exported student (expected {MODEL} and {ONNX_CONFIG}; see `xdistil export`)")
-        verify_manifest(folder, ONNX_FORMAT, (MODEL, ONNX_CONFIG, "tokenizer.json"), "exported student")
+        verify_manifest(folder, ONNX_FORMAT, REQUIRED, "exported student")
         meta = json.loads((folder / ONNX_CONFIG).read_text(encoding="utf-8"))
         self.task, self.label_names, self.max_length = meta["task"], meta["label_names"], meta["max_length"]
         self.lookup = np.asarray(meta["vocab_lookup"], dtype=np.int64)
