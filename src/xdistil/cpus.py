@@ -55,7 +55,7 @@ def cpu_quota(root: Path = CGROUP, proc_cgroup: Path = PROC_CGROUP) -> float | N
                 if value is not None:
                     found.append(value)
         elif "cpu" in controllers.split(","):  # cgroup v1: "N:cpu,cpuacct:/path"
-            for mount in (root / controllers, root / "cpu", root / "cpu,cpuacct"):
+            for mount in dict.fromkeys((root / controllers, root / "cpu", root / "cpu,cpuacct")):  # each folder read once
                 for folder in _ancestors(mount, relative) if mount.is_dir() else []:
                     value = _quota_of(_read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us"))
                     if value is not None:
