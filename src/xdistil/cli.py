@@ -34,7 +34,8 @@ def _refuse_if_in_use(out: Path | None) -> None:
     the lock itself when it prepares the folder)."""
     from xdistil.folderlock import refuse_if_in_use
 
-    if out is not None:
+    # under a launcher only rank 0 takes the lock (see Run): the other ranks start later and would find it held
+    if out is not None and os.environ.get("RANK", "0") in ("", "0"):
         refuse_if_in_use(Path(out).resolve())
 
 
