@@ -257,27 +257,8 @@ def predict(
     if cut:
         print(f"note: {cut} text(s) longer than {MAX_CHARS:,} characters were cut to that length", file=sys.stderr)
     present = [t for t in items if t]
-    if model.task == "tagging":
-        rows = iter(model.predict_proba(present))
-        for text in items:
-            words = text.split()
-            probs = next(rows) if text else None
-            tags = [model.label_names[i] for i in probs.argmax(1)] if probs is not None else []
-            if probabilities:
-                typer.echo(json.dumps({"tokens": words, "tags": tags, "probabilities": probs.round(4).tolist() if probs is not None else []},
-                                      ensure_ascii=False))
-            else:
-                typer.echo(" ".join(f"{w}/{t}" for w, t in zip(words, tags)))
-        return
-    rows = iter(model.predict_proba(present))
-    for text in items:
-        row = next(rows) if text else None
-        label = model.label_names[int(row.argmax())] if row is not None else None
-        if probabilities:
-            probs = dict(zip(model.label_names, map(float, row))) if row is not None else None
-            typer.echo(json.dumps({"text": text, "label": label, "probabilities": probs}, ensure_ascii=False))
-        else:
-            typer.echo(label or "")
+    for line in model.task.output_lines(items, iter(model.predict_proba(present)), model.label_names, probabilities):
+        typer.echo(line)
 
 
 @app.command()

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from xdistil.errors import XDistilError
 from xdistil.atomic import atomic_write_text
 from xdistil.student.settings import StudentSettings
+from xdistil.tasks.description import describe
 
 
 class _Strict(BaseModel):
@@ -193,7 +194,7 @@ QUICK = {"teacher_epochs": 5, "stage_epochs": 1, "baseline_epochs": 5, "latency_
 class RunConfig(_Strict):
     """A whole run: data -> teacher -> transfer set -> student -> evaluation -> export."""
 
-    task: Literal["classification", "tagging"] = "classification"
+    task: str = Field("classification", description="what the run learns: classification, tagging, or a registered task")
     seed: int = 42
     out: Path = Path("runs/demo")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -213,6 +214,11 @@ class RunConfig(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
     _student = field_validator("student", mode="before")(_student_settings)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        return describe(value).name
 
     @model_validator(mode="before")
     @classmethod
@@ -252,9 +258,10 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
-        if self.task == "tagging" and self.transfer.augment.factor:
-            raise ValueError("transfer.augment is for classification; set transfer.augment.factor: 0 for tagging")
-        if self.task == "tagging" and any("layers" in stage.losses for stage in self.distill.stages):
+        task = describe(self.task)
+        if not task.augmentable and self.transfer.augment.factor:
+            raise ValueError(f"transfer.augment is for classification; set transfer.augment.factor: 0 for {task.name}")
+        if not task.pooled and any("layers" in stage.losses for stage in self.distill.stages):
             raise ValueError("the 'layers' loss matches pooled text vectors: it is for classification")
         groups = self.student.layer_groups()
         for number, stage in enumerate(self.distill.stages):

@@ -41,6 +41,7 @@ from xdistil.student.io import save_student
 from xdistil.student.registry import family
 from xdistil.student.vocab import PrunedVocab
 from xdistil.tasks import get_task
+from xdistil.tasks.description import TOKENS_SUFFIX
 from xdistil.text import same_tokenization, tokenization_rules
 from xdistil.teacher.inference import resolve_layer
 from xdistil.teacher.precision import at_precision
@@ -209,7 +210,7 @@ class Run:
         caches, tokenizer = self.annotation.caches, self.student_tokenizer
         if same_tokenization(tokenizer, self.tokenizer):
             return caches
-        spec = replace(AnnotationSpec.from_config(self.config, None, None), task=f"{self.task.name}-tokens", precision="fp32")
+        spec = replace(AnnotationSpec.from_config(self.config, None, None), task=self.task.name + TOKENS_SUFFIX, precision="fp32")
         fp = fingerprint(tokenization_rules(tokenizer))  # one token cache per student tokenizer
         tokens = annotate_parts(None, tokenizer, self.transfer.parts(), self.out / "cache" / f"student-{fp}", spec, fp,
                                 self.task.token_annotator, None, self.task.long_text, who="student tokens")
@@ -277,7 +278,7 @@ class Run:
         trained = self._train("student", expand_stages(self.config.distill, self.config.student.layer_groups()))
         corpus = self.data.corpus
         distributed.on_main(lambda: save_student(self.out / "student", trained.model, self.student_tokenizer, self.vocab,
-                                                 corpus.label_names, self.config.teacher.max_length))
+                                                 corpus.label_names, self.config.teacher.max_length, self.task.name))
         self._timed("distill", started)
         return trained
 

@@ -7,33 +7,32 @@ from pathlib import Path
 
 from xdistil.evaluation.report import comparison_table, quick_lines, speedup_line
 from xdistil.atomic import atomic_write_text
+from xdistil.tasks.description import describe
 
 
 def card_text(metrics: dict, config: dict, labels: list[str], notes: list[str]) -> str:
     """Markdown of the card (YAML front matter for the hub, then the sections)."""
     run, student, teacher = metrics["run"], metrics["student"], metrics["teacher"]
-    task = metrics.get("task", "classification")
-    primary = metrics.get("primary_metric", "accuracy")
-    tagging = task == "tagging"
+    task = describe(metrics.get("task", "classification"))
+    primary = metrics.get("primary_metric", task.primary_metric)
     silver = any("silver" in note.lower() for note in notes)
     family = config["student"]
     sizes = ", ".join(f"{k} {v}" for k, v in family.items() if k != "arch")
-    loyalty = [f"- label loyalty (test {'words' if tagging else 'texts'} where the student's label equals the teacher's): "
+    loyalty = [f"- label loyalty (test {task.loyalty_unit} where the student's label equals the teacher's): "
                f"**{100 * student['loyalty']:.1f}%**"]
     if student.get("probability_loyalty") is not None:
         loyalty.append(f"- probability loyalty (1 - Jensen-Shannon divergence between the student's and the teacher's "
                        f"output distributions, mean over test): **{100 * student['probability_loyalty']:.1f}%**")
-    usage = "xdistil.load_student(\"path/to/student\").predict([\"a text to label\"])" if not tagging else \
-        "xdistil.load_student(\"path/to/student\").predict([[\"Alice\", \"lives\", \"in\", \"Paris\"]])"
+    usage = f"xdistil.load_student(\"path/to/student\").predict({task.usage})"
     return "\n".join([
         "---",
         "library_name: xdistil",  # no pipeline_tag: this folder loads with xdistil (or its ONNX export), not in transformers
-        f"tags: [xdistil, knowledge-distillation, {'token-classification' if tagging else 'text-classification'}]",
+        f"tags: [xdistil, knowledge-distillation, {task.hub_tag}]",
         "---",
         "",
         f"# {run['name']}: a distilled {run['student_arch']} student",
         "",
-        f"A {run['student_arch']} {'tagger' if tagging else 'text classifier'} distilled by xdistil from the teacher "
+        f"A {run['student_arch']} {task.noun} distilled by xdistil from the teacher "
         f"`{run['teacher']}` ({teacher['params']:,} parameters) with unlabeled transfer text.",
         "",
         "## What it is",
@@ -60,7 +59,7 @@ def card_text(metrics: dict, config: dict, labels: list[str], notes: list[str]) 
         "",
         "## Intended use and limits",
         "",
-        f"- {'Tagging of words (IOB2 entity tags)' if tagging else 'Labeling texts'} like its training data: the same "
+        f"- {task.intended_use} like its training data: the same "
         "language(s), domain and label set. It has only seen the data above; expect lower quality elsewhere.",
         "- Its quality is bounded by the teacher's: it learned the teacher's outputs on unlabeled text"
         + (", and its gold labels are silver (made by another tagger), so the figures measure agreement with that tagger."

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from xdistil.loop import StageHistory  # noqa: E402
 from xdistil.atomic import atomic_write, atomic_write_text  # noqa: E402
+from xdistil.tasks.description import describe  # noqa: E402
 
 
 def plot_stages(histories: list[StageHistory], path: Path, title: str) -> None:
@@ -51,22 +52,9 @@ def _fmt(value: float | int | None, kind: str) -> str:
     return f"{value:.2f}"
 
 
-def _quality_rows(metrics: dict) -> list[tuple[str, str, str]]:
+def _quality_rows(metrics: dict) -> tuple[tuple[str, str, str], ...]:
     """(label, format, key) of the quality figures for the run's task."""
-    if metrics.get("task") == "tagging":
-        return [
-            ("test entity F1, micro (%)", "pct", "f1"),
-            ("test entity precision (%)", "pct", "precision"),
-            ("test entity recall (%)", "pct", "recall"),
-            ("test token accuracy (%)", "pct", "token_accuracy"),
-            ("mean F1 over languages (%)", "pct", "mean_language_f1"),
-            ("word loyalty to teacher (%)", "pct", "loyalty"),
-        ]
-    return [
-        ("test accuracy (%)", "pct", "accuracy"),
-        ("test macro-F1 (%)", "pct", "macro_f1"),
-        ("label loyalty to teacher (%)", "pct", "loyalty"),
-    ]
+    return describe(metrics.get("task", "classification")).quality_rows
 
 
 def comparison_table(metrics: dict) -> str:
@@ -130,7 +118,7 @@ def write_report(folder: Path, metrics: dict, histories: dict[str, list[StageHis
         "",
         f"Teacher `{metrics['run']['teacher']}` distilled into a {metrics['run']['student_arch']} student. "
         f"Models were selected on the dev split only; every figure below is on the test split "
-        f"({metrics['data']['test']:,} {'sentences' if metrics.get('task') == 'tagging' else 'examples'}).",
+        f"({metrics['data']['test']:,} {describe(metrics.get('task', 'classification')).example_unit}).",
         "",
         *quick_lines(metrics),
         comparison_table(metrics),

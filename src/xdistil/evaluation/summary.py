@@ -19,7 +19,7 @@ from xdistil.evaluation.metrics import loyalty
 from xdistil.student.base import Student
 from xdistil.student.inputs import batch_inputs
 from xdistil.student.vocab import PrunedVocab
-from xdistil.tasks import Task
+from xdistil.tasks.base import Task
 from xdistil.teacher.inference import pad_teacher
 from xdistil.teacher.models import count_parameters
 from xdistil.teacher.store import Teacher

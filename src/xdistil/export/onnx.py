@@ -22,7 +22,7 @@ from xdistil.manifest import MANIFEST, write_manifest
 from xdistil.progress import log
 from xdistil.atomic import atomic_write_text, staged_folder
 from xdistil.student.inputs import tensor_batch
-from xdistil.student.io import DistilledStudent, DistilledTagger, load_student
+from xdistil.student.io import DistilledStudent, load_student
 
 TOLERANCE = 1e-4
 OPSET = 17
@@ -36,7 +36,7 @@ def _inputs(student: DistilledStudent, batch: int, length: int, seed: int) -> tu
     lengths = torch.randint(max(1, length // 2), length + 1, (batch,), generator=generator)
     lengths[0] = length
     ids[torch.arange(length)[None, :] >= lengths[:, None]] = student.vocab.pad_id
-    if not isinstance(student, DistilledTagger):
+    if not student.task.per_word:
         return ids, lengths
     words = (lengths // 2).clamp(min=1)
     index = torch.zeros((batch, int(words.max())), dtype=torch.long)
@@ -46,7 +46,7 @@ def _inputs(student: DistilledStudent, batch: int, length: int, seed: int) -> tu
 
 
 def _names(student: DistilledStudent) -> list[str]:
-    return ["input_ids", "lengths", "word_index"] if isinstance(student, DistilledTagger) else ["input_ids", "lengths"]
+    return ["input_ids", "lengths", "word_index"] if student.task.per_word else ["input_ids", "lengths"]
 
 
 def max_difference(student: DistilledStudent, session_folder: Path) -> float:
@@ -85,7 +85,7 @@ def export_onnx(source: str | Path, out: str | Path, int8: bool = False) -> Path
         axes.update({"word_index": {0: "batch", 1: "words"}, "logits": {0: "batch", 1: "words"}})
     vocab = student.vocab
     meta = {
-        "format": "xdistil-onnx/1", "task": "tagging" if isinstance(student, DistilledTagger) else "classification",
+        "format": "xdistil-onnx/1", "task": student.task.name,
         "arch": student.model.arch, "label_names": student.label_names, "max_length": student.max_length,
         "precision": "fp32", "pad_id": vocab.pad_id, "unk_teacher_id": int(vocab.teacher_ids[vocab.unk_id]),
         "vocab_lookup": vocab.lookup.tolist(),

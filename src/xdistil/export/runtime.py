@@ -9,16 +9,14 @@ the training code's own (`xdistil.text`), fed by a thin adapter over the `tokeni
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from xdistil.data.readers import MAX_CHARS, clip
 from xdistil.errors import XDistilError
 from xdistil.manifest import MANIFEST, verify_manifest
-from xdistil.numeric import softmax
-from xdistil.text import encode_words, tokenize
+from xdistil.predictor import Predictor
+from xdistil.tasks.description import describe
 
 ONNX_CONFIG = "onnx_config.json"
 MODEL = "model.onnx"
@@ -74,9 +72,9 @@ class TokenizerAdapter:
         return _Encoded(encodings, single)
 
 
-class OnnxStudent:
-    """An exported student: `predict(texts)` / `predict_proba(texts)` like the PyTorch one (a tagger
-    takes sentences: word lists or whitespace-split strings)."""
+class OnnxStudent(Predictor):
+    """An exported student: `predict(items)` / `predict_proba(items)` through the same front end as the PyTorch
+    one (`xdistil.predictor`), onnxruntime as its backend (a tagger takes sentences: word lists or whitespace-split strings)."""
 
     def __init__(self, folder: str | Path, threads: int | None = None):
         import onnxruntime as ort
@@ -86,7 +84,11 @@ class OnnxStudent:
             raise XDistilError(f"{folder}: not an exported student (expected {MODEL} and {ONNX_CONFIG}; see `xdistil export`)")
         verify_manifest(folder, ONNX_FORMAT, REQUIRED, "exported student")
         meta = json.loads((folder / ONNX_CONFIG).read_text(encoding="utf-8"))
-        self.task, self.label_names, self.max_length = meta["task"], meta["label_names"], meta["max_length"]
+        try:
+            self.task = describe(meta["task"])
+        except ValueError as err:
+            raise XDistilError(f"{folder / ONNX_CONFIG}: {err} (register the task before loading its students)") from None
+        self.label_names, self.max_length = meta["label_names"], meta["max_length"]
         self.lookup = np.asarray(meta["vocab_lookup"], dtype=np.int64)
         self.pad_id = meta["pad_id"]
         self.tokenizer = TokenizerAdapter(folder / "tokenizer.json", meta["unk_teacher_id"])
@@ -98,52 +100,8 @@ class OnnxStudent:
         if isinstance(width, int) and width != len(self.label_names):  # with checksums forged to match, the parts must still agree
             raise XDistilError(f"{folder / ONNX_CONFIG}: {len(self.label_names)} label names for a model with {width} outputs")
 
-    def _run(self, sequences: list[np.ndarray], word_index: np.ndarray | None = None) -> np.ndarray:
-        return softmax(self._logits(sequences, word_index))
-
-    def _logits(self, sequences: list[np.ndarray], word_index: np.ndarray | None = None) -> np.ndarray:
-        lengths = np.asarray([len(s) for s in sequences], dtype=np.int64)
-        ids = np.full((len(sequences), int(lengths.max())), self.pad_id, dtype=np.int64)
-        for row, sequence in enumerate(sequences):
-            ids[row, : len(sequence)] = sequence
+    def _forward(self, ids: np.ndarray, lengths: np.ndarray, word_index: np.ndarray | None) -> np.ndarray:
         feed = {"input_ids": ids, "lengths": lengths}
         if word_index is not None:
             feed["word_index"] = word_index
         return self.session.run(["logits"], feed)[0]
-
-    def logits(self, texts: Sequence[str] | str, batch_size: int = 256) -> np.ndarray:
-        """Classification: the raw logits, one row per text (what export is checked against)."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if not texts:
-            return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        ids, _ = tokenize(self.tokenizer, [clip(t, MAX_CHARS)[0] for t in texts], self.max_length)
-        sequences = [self.lookup[np.asarray(i, dtype=np.int64)] for i in ids]
-        return np.concatenate([self._logits(sequences[start : start + batch_size]) for start in range(0, len(sequences), batch_size)])
-
-    def predict_proba(self, texts: Sequence | str, batch_size: int = 256):
-        """Classification: (texts, labels) probabilities. Tagging: per sentence, (words, labels)."""
-        if isinstance(texts, str):
-            texts = [texts]
-        if self.task == "tagging":
-            return self._tag_proba(texts, batch_size)
-        return softmax(self.logits(texts, batch_size))
-
-    def _tag_proba(self, sentences: Sequence, batch_size: int) -> list[np.ndarray]:
-        words = [clip(s, MAX_CHARS)[0].split() if isinstance(s, str) else list(s) for s in sentences]
-        encoded = encode_words(self.tokenizer, words)
-        out: list[np.ndarray] = []
-        for start in range(0, len(encoded), batch_size):
-            part = encoded[start : start + batch_size]
-            index = np.zeros((len(part), max(len(e) for e in part)), dtype=np.int64)
-            for row, sentence in enumerate(part):
-                index[row, : len(sentence)] = sentence.starts
-            probs = self._run([self.lookup[e.ids.astype(np.int64)] for e in part], index)
-            out.extend(probs[row, : len(e)] for row, e in enumerate(part))
-        return out
-
-    def predict(self, texts: Sequence | str, batch_size: int = 256) -> list:
-        """Label names per text, or per word of each sentence for a tagger."""
-        probs = self.predict_proba(texts, batch_size)
-        if self.task == "tagging":
-            return [[self.label_names[i] for i in p.argmax(1)] for p in probs]
-        return [self.label_names[i] for i in probs.argmax(1)]

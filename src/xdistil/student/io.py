@@ -9,7 +9,6 @@ verifies it and the parts' consistency (tokenizer size, embedding rows, label co
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,32 +17,32 @@ from huggingface_hub import ModelHubMixin
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
-from xdistil.data.readers import MAX_CHARS, clip
-from xdistil.numeric import softmax
 from xdistil.errors import XDistilError
 from xdistil.manifest import MANIFEST, verify_manifest, write_manifest
 from xdistil.atomic import staged_folder
 from xdistil.student.base import Student
-from xdistil.student.inputs import batch_inputs, student_ids, word_batch
+from xdistil.predictor import Predictor
+from xdistil.student.inputs import tensor_batch
 from xdistil.student.registry import family
 from xdistil.student.vocab import PrunedVocab
-from xdistil.text import encode_words
+from xdistil.tasks.description import default_task, describe
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 STUDENT_FORMAT = "xdistil-student/1"
 
 
-class DistilledStudent(ModelHubMixin):
-    """A trained student of any family with its tokenizer, vocabulary, label names and the teacher's
-    maximum length (texts are cut to it, as in training).
+class DistilledStudent(ModelHubMixin, Predictor):
+    """A trained student of any family and task with its tokenizer, vocabulary, label names and the teacher's
+    maximum length (texts are cut to it, as in training): `predict(items)` through the shared front end
+    (`xdistil.predictor`), the PyTorch model as its backend.
 
     Saves and loads with the Hugging Face hub's conventions (`save_pretrained(folder)`,
     `DistilledStudent.from_pretrained(folder or repo id)`, `push_to_hub`), in xdistil's own folder format.
     """
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        save_student(save_directory, self.model, self.tokenizer, self.vocab, self.label_names, self.max_length)
+        save_student(save_directory, self.model, self.tokenizer, self.vocab, self.label_names, self.max_length, self.task.name)
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir, force_download: bool, local_files_only: bool,
@@ -56,73 +55,41 @@ class DistilledStudent(ModelHubMixin):
                                             local_files_only=local_files_only, token=token))
         return load_student(folder)
 
-    def __init__(self, model: Student, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int):
+    def __init__(self, model: Student, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int, task: str | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.vocab = vocab
+        self.lookup, self.pad_id = vocab.lookup, vocab.pad_id
         self.label_names = label_names
         self.max_length = max_length
+        self.task = describe(task or default_task(model.per_word))
+
+    @torch.inference_mode()
+    def _forward(self, ids: np.ndarray, lengths: np.ndarray, word_index: np.ndarray | None) -> np.ndarray:
+        as_tensor = torch.from_numpy
+        batch = tensor_batch(as_tensor(ids), as_tensor(lengths), None if word_index is None else as_tensor(word_index))
+        return self.model(batch).logits.float().numpy()
 
 
 class DistilledClassifier(DistilledStudent):
-    """A trained classification student: `predict(texts)` gives label names."""
-
-    task = "classification"
-
-    def predict_proba(self, texts: Sequence[str] | str, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities, one row per text (a string is one text), columns in `label_names` order."""
-        return softmax(self.logits(texts, batch_size))
-
-    @torch.inference_mode()
-    def logits(self, texts: Sequence[str] | str, batch_size: int = 256) -> np.ndarray:
-        """The raw logits, one row per text (texts cut to `max_length` pieces, as in training)."""
-        texts = [clip(t, MAX_CHARS)[0] for t in ([texts] if isinstance(texts, str) else texts)]
-        if not texts:
-            return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        ids = student_ids(self.tokenizer, self.vocab, texts, self.max_length)
-        rows = [self.model(batch_inputs(ids[s : s + batch_size], self.vocab.pad_id)).logits.float() for s in range(0, len(ids), batch_size)]
-        return torch.cat(rows).numpy()
-
-    def predict(self, texts: Sequence[str] | str, batch_size: int = 256) -> list[str]:
-        """The most probable label name for each text (a string is one text: a list of one label)."""
-        return [self.label_names[i] for i in self.predict_proba(texts, batch_size).argmax(axis=1)]
+    """A student that gives one label per text: `predict(texts)` gives label names."""
 
 
 class DistilledTagger(DistilledStudent):
-    """A trained tagging student: `predict(sentences)` gives one IOB2 tag per word.
+    """A student that gives one tag per word: `predict(sentences)` gives one IOB2 tag per word.
 
     A sentence is a list of words, or a string split on whitespace (a lone string is one sentence).
     Every word is tagged, however long the sentence (the student reads it whole; `max_length` does not cut it).
     """
 
-    task = "tagging"
 
-    @torch.inference_mode()
-    def predict_proba(self, sentences: Sequence[Sequence[str] | str], batch_size: int = 128) -> list[np.ndarray]:
-        """Per sentence, a (words, labels) array of probabilities, columns in `label_names` order."""
-        if isinstance(sentences, str):  # one sentence, not a sequence of one-character sentences
-            sentences = [sentences]
-        words = [clip(s, MAX_CHARS)[0].split() if isinstance(s, str) else list(s) for s in sentences]
-        if not words:
-            return []
-        encoded = encode_words(self.tokenizer, words)
-        out: list[np.ndarray] = []
-        for start in range(0, len(encoded), batch_size):
-            part = encoded[start : start + batch_size]
-            probs = torch.softmax(self.model(word_batch(part, self.vocab)).logits.float(), dim=-1).numpy()
-            out.extend(probs[row, : len(e)] for row, e in enumerate(part))
-        return out
-
-    def predict(self, sentences: Sequence[Sequence[str] | str], batch_size: int = 128) -> list[list[str]]:
-        """The most probable tag of each word of each sentence."""
-        return [[self.label_names[i] for i in p.argmax(1)] for p in self.predict_proba(sentences, batch_size)]
-
-
-PREDICTORS = {"classification": DistilledClassifier, "tagging": DistilledTagger}
+def predictor_class(task: str) -> type[DistilledStudent]:
+    """The predictor of a task's students: per word, or per text."""
+    return DistilledTagger if describe(task).per_word else DistilledClassifier
 
 
 def save_student(
-    folder: str | Path, model: Student, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int
+    folder: str | Path, model: Student, tokenizer, vocab: PrunedVocab, label_names: list[str], max_length: int, task: str | None = None
 ) -> Path:
     """Write weights, config and tokenizer into a staging folder, then the manifest of their checksums,
     then move it into place as `folder` (a killed or failed save leaves the previous student or none, never half of one)."""
@@ -131,7 +98,7 @@ def save_student(
     tensors["vocab.teacher_ids"] = torch.as_tensor(vocab.teacher_ids)
     meta = {
         "arch": model.arch,
-        "task": "tagging" if model.per_word else "classification",
+        "task": describe(task or default_task(model.per_word)).name,
         "model": model.config(),
         "label_names": label_names,
         "max_length": max_length,
@@ -171,7 +138,12 @@ def load_student(folder: str | Path) -> DistilledStudent:
         raise XDistilError(f"{folder / WEIGHTS}: does not fit {CONFIG} ({str(err).splitlines()[0]})") from None
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     _check_consistent(folder, model, tokenizer, vocab, meta)
-    return PREDICTORS[meta["task"]](model, tokenizer, vocab, meta["label_names"], meta["max_length"])
+    task = meta.get("task") or default_task(model.per_word)
+    try:
+        describe(task)
+    except ValueError as err:
+        raise XDistilError(f"{folder / CONFIG}: {err} (register the task before loading its students)") from None
+    return predictor_class(task)(model, tokenizer, vocab, meta["label_names"], meta["max_length"], task)
 
 
 def _check_consistent(folder: Path, model: Student, tokenizer, vocab: PrunedVocab, meta: dict) -> None:

@@ -17,20 +17,37 @@ from accelerate import Accelerator
 from xdistil.config import DataConfig, TeacherConfig
 from xdistil.data.corpus import Corpus, Split
 from xdistil.loop import StageHistory
+from xdistil.tasks.description import TaskDescription
 from xdistil.transfer.cache import Annotator
 
 
 class Task:
     """Base class of the tasks; see `classification.py` and `tagging.py`."""
 
-    name: ClassVar[str]
-    per_word: ClassVar[bool]  # one output per word (tagging) rather than one per text
-    primary_metric: ClassVar[str]  # the key of metrics.json that retention and the report compare
-    score_name: ClassVar[str]  # what the dev score is called in histories and logs
-    long_text: ClassVar[str]  # what happens to a text longer than the teacher's max_length
+    description: ClassVar[TaskDescription]  # names, figures and output shown outside training (torch-free)
     teacher_class: ClassVar[type]  # the transformers auto class of the teacher's head
     annotator: ClassVar[Annotator]  # the teacher's outputs for a chunk of texts
     token_annotator: ClassVar[Annotator]  # a student's own token ids for a chunk (when it has another tokenizer)
+
+    @property
+    def name(self) -> str:
+        return self.description.name
+
+    @property
+    def per_word(self) -> bool:
+        return self.description.per_word
+
+    @property
+    def primary_metric(self) -> str:
+        return self.description.primary_metric
+
+    @property
+    def score_name(self) -> str:
+        return self.description.score_name
+
+    @property
+    def long_text(self) -> str:
+        return self.description.long_text
 
     def load_corpus(self, config: DataConfig) -> Corpus:
         raise NotImplementedError

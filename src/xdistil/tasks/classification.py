@@ -8,16 +8,13 @@ from transformers import AutoModelForSequenceClassification
 from xdistil.data.corpus import Corpus, Split, load_corpus
 from xdistil.evaluation.metrics import classification_metrics
 from xdistil.tasks.base import Task
+from xdistil.tasks.description import CLASSIFICATION
 from xdistil.teacher.finetune import finetune_teacher
 from xdistil.transfer.annotators import classify_tokens, classify_chunk
 
 
 class Classification(Task):
-    name = "classification"
-    per_word = False
-    primary_metric = "accuracy"
-    score_name = "accuracy"
-    long_text = "truncated"
+    description = CLASSIFICATION
     teacher_class = AutoModelForSequenceClassification
     annotator = staticmethod(classify_chunk)
     token_annotator = staticmethod(classify_tokens)

@@ -11,16 +11,13 @@ from xdistil.data.corpus import Corpus, Split, load_tagged_corpus
 from xdistil.data.tagging import pretokenize
 from xdistil.evaluation.metrics import tagging_metrics
 from xdistil.tasks.base import Task
+from xdistil.tasks.description import TAGGING
 from xdistil.teacher.finetune import finetune_tagger
 from xdistil.transfer.annotators import tag_tokens, tag_chunk
 
 
 class Tagging(Task):
-    name = "tagging"
-    per_word = True
-    primary_metric = "f1"
-    score_name = "entity F1"
-    long_text = "split into teacher windows and stitched back"
+    description = TAGGING
     teacher_class = AutoModelForTokenClassification
     annotator = staticmethod(tag_chunk)
     token_annotator = staticmethod(tag_tokens)

@@ -31,15 +31,9 @@ from xdistil.fingerprint import fingerprint as _fingerprint
 from xdistil.progress import bar, log
 from xdistil.atomic import atomic_write, atomic_write_json
 from xdistil.storage import read_safetensors
+from xdistil.tasks.description import cache_tensors
 
 MANIFEST = "manifest.json"
-TENSORS = {
-    "classification": {"logits", "repr", "input_ids", "lengths"},
-    "tagging": {"logits", "repr", "input_ids", "lengths", "words", "starts"},
-    # a student's own token ids when it reads text with another tokenizer than the teacher's
-    "classification-tokens": {"input_ids", "lengths"},
-    "tagging-tokens": {"input_ids", "lengths", "words", "starts"},
-}
 
 
 def _split(flat: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
@@ -120,7 +114,7 @@ class AnnotationSpec:
     layer: int | None  # None for a token-only cache
     pooling: str | None
     dtype: str
-    task: str = "classification"  # which tensors a chunk holds (a key of TENSORS)
+    task: str = "classification"  # which tensors a chunk holds (see tasks.description.cache_tensors)
     precision: str = "fp32"  # the teacher's arithmetic while annotating (transfer.teacher_precision)
 
     @classmethod
@@ -172,7 +166,7 @@ class TransferCache:
         if (
             meta.get("fingerprint") != manifest["fingerprint"]
             or meta.get("checksum") != _checksum(tensors)
-            or set(tensors) != TENSORS[manifest.get("task", "classification")]
+            or set(tensors) != cache_tensors(manifest.get("task", "classification"))
             or tensors["lengths"].shape[0] != expected_rows
         ):
             return None
