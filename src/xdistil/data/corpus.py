@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from xdistil.config import DataConfig
 from xdistil.data.builtin import BUILTIN_DATASETS, rotten_tomatoes_files
 from xdistil.data.readers import MAX_CHARS, Table, hub_split, iter_unlabeled, load_hub, read_labeled, text_key, unify_labels
 from xdistil.data.splits import carve, resolve_size
-from xdistil.data.tagging import TaggedTable, encode_tags, hub_tagged, read_tagged, subset, tag_names
+from xdistil.data.tagging import TaggedTable, encode_tags, hub_tagged, read_tagged, tag_names
 from xdistil.errors import XDistilError
 from xdistil.fingerprint import fingerprint, texts_fingerprint
 
@@ -143,12 +144,6 @@ def split_sentences(text: str, min_words: int = 3) -> list[str]:
     return pieces
 
 
-def _subset(table: Table, indices: list[int]) -> Table:
-    labels = [table.labels[i] for i in indices] if table.labels is not None else None
-    groups = [table.groups[i] for i in indices] if table.groups is not None else None
-    return Table(table.path, [table.texts[i] for i in indices], labels, groups)
-
-
 def _encode(table: Table, names: list[str], role: str) -> Split:
     index = {name: i for i, name in enumerate(names)}
     assert table.labels is not None
@@ -190,6 +185,77 @@ def _hub_tables(config: DataConfig) -> tuple[Table, Table | None, Table | None]:
     return train, table("validation") or table("dev"), table("test")
 
 
+class LabeledTable(Protocol):
+    """What the assembler needs of a task's labeled rows (a `readers.Table`, a `tagging.TaggedTable`, the next task's)."""
+
+    path: Path
+    groups: list[str] | None  # rows of one group never straddle two splits (None: carved row by row)
+    unit: str  # what a row is called in the notes: "examples", "sentences"
+    labels_word: str  # what its labels are called: "labels", "tags"
+
+    def __len__(self) -> int: ...
+
+    def subset(self, indices: list[int]) -> LabeledTable: ...
+
+    def as_texts(self) -> list[str]: ...
+
+
+T = TypeVar("T", bound=LabeledTable)
+
+
+@dataclass
+class Assembled(Generic[T]):
+    """Labeled splits carved as the config says, and the transfer stream (checked, scanned once)."""
+
+    train: T
+    dev: T
+    test: T
+    transfer: TextStream
+    notes: list[str]
+
+
+def assemble(train: T, dev: T | None, test: T | None, config: DataConfig, notes: list[str], extra_transfer: Sequence[Path] = (),
+             group_column: str | None = None) -> Assembled[T]:
+    """The one sequence every task runs: carve test, then dev, from train when missing; move train beyond
+    `train_size` to the transfer set (or leave it out); build the transfer stream without dev/test texts.
+    Every count-changing step is noted."""
+    seed = config.split_seed
+    if test is None:
+        size = _carve_size(train.path, len(train), config.test_size, "test")
+        test_idx, rest_idx = carve(len(train), size, seed, train.groups)
+        test, train = train.subset(test_idx), train.subset(rest_idx)
+        notes.append(f"test carved from train: {len(test_idx)} {train.unit} (seed {seed}{', by ' + group_column if group_column else ''})")
+    if dev is None:
+        size = _carve_size(train.path, len(train), config.dev_size, "dev")
+        dev_idx, rest_idx = carve(len(train), size, seed + 1, train.groups)
+        dev, train = train.subset(dev_idx), train.subset(rest_idx)
+        notes.append(f"dev carved from train: {len(dev_idx)} {train.unit}")
+    transfer_parts: list[list[str] | Path] = []
+    if config.train_size is not None and config.train_size < len(train):
+        # exact: a group shared by train and the unlabeled transfer set leaks no label
+        keep_idx, surplus_idx = carve(len(train), config.train_size, seed + 2, train.groups, exact=True)
+        surplus, train = train.subset(surplus_idx), train.subset(keep_idx)
+        what = f"{len(surplus_idx)} labeled {train.unit} beyond train_size"
+        if config.surplus_to_transfer:
+            transfer_parts.append(surplus.as_texts())
+            notes.append(f"{what} joined the transfer set without {train.labels_word}")
+        else:
+            notes.append(f"{what} were left out (surplus_to_transfer: false)")
+    return Assembled(train, dev, test, _transfer_stream(transfer_parts, dev, test, config, extra_transfer), notes)
+
+
+def _transfer_stream(parts: list, dev: LabeledTable, test: LabeledTable, config: DataConfig, extra: Sequence[Path]) -> TextStream:
+    """The unlabeled texts, never a dev/test text (by data.transfer_overlap); made lazily, scanned by the caller."""
+    held_out = frozenset(text_key(t) for t in dev.as_texts() + test.as_texts())
+    return TextStream(parts + [Path(p) for p in (*config.transfer, *extra)], config.text_column, config.split_transfer_sentences,
+                      config.max_chars, held_out, config.transfer_overlap)
+
+
+def _check_transfer(assembled: Assembled) -> None:
+    """Read every transfer file once: bad lines fail now, not mid-run."""
+    assembled.notes.extend(assembled.transfer.scan()[2])
+
+
 def load_tagged_corpus(config: DataConfig) -> Corpus:
     """Tagging data: CoNLL/JSONL files or a hub dataset, tags in IOB2, dev/test carved when missing,
     unlabeled transfer text one sentence per line (pre-tokenised when streamed)."""
@@ -205,99 +271,50 @@ def load_tagged_corpus(config: DataConfig) -> Corpus:
     for table in (train, dev, test):
         if table is not None:
             notes.extend(table.notes)
-    seed = config.split_seed
-    if test is None:
-        test_idx, rest_idx = carve(len(train.tokens), _carve_size(train.path, len(train.tokens), config.test_size, "test"), seed)
-        test, train = subset(train, test_idx), subset(train, rest_idx)
-        notes.append(f"test carved from train: {len(test_idx)} sentences (seed {seed})")
-    if dev is None:
-        dev_idx, rest_idx = carve(len(train.tokens), _carve_size(train.path, len(train.tokens), config.dev_size, "dev"), seed + 1)
-        dev, train = subset(train, dev_idx), subset(train, rest_idx)
-        notes.append(f"dev carved from train: {len(dev_idx)} sentences")
-    transfer_parts: list[list[str] | Path] = []
-    if config.train_size is not None and config.train_size < len(train.tokens):
-        keep_idx, surplus_idx = carve(len(train.tokens), config.train_size, seed + 2)
-        surplus = subset(train, surplus_idx)
-        train = subset(train, keep_idx)
-        if config.surplus_to_transfer:
-            transfer_parts.append([" ".join(words) for words in surplus.tokens])
-            notes.append(f"{len(surplus_idx)} labeled sentences beyond train_size joined the transfer set without tags")
-        else:
-            notes.append(f"{len(surplus_idx)} labeled sentences beyond train_size were left out (surplus_to_transfer: false)")
-    names = tag_names(train.entity_types())
+    parts = assemble(train, dev, test, config, notes)
+    names = tag_names(parts.train.entity_types())
     if len(names) < 2:
-        raise XDistilError(f"{train.path}: train has no entities (every tag is O); tagging needs at least one entity type")
-    held_out = frozenset(text_key(" ".join(words)) for words in dev.tokens + test.tokens)
-    transfer = TextStream(transfer_parts + [Path(p) for p in config.transfer], config.text_column, config.split_transfer_sentences,
-                          config.max_chars, held_out, config.transfer_overlap)
-    notes.extend(transfer.scan()[2])
+        raise XDistilError(f"{parts.train.path}: train has no entities (every tag is O); tagging needs at least one entity type")
+    _check_transfer(parts)
 
     def split(table: TaggedTable, role: str) -> Split:
         return Split(table.tokens, encode_tags(table, names, role), table.langs)
 
-    return Corpus(names, split(train, "train"), split(dev, "dev"), split(test, "test"), transfer, notes)
+    return Corpus(names, split(parts.train, "train"), split(parts.dev, "dev"), split(parts.test, "test"), parts.transfer, notes)
 
 
 def load_corpus(config: DataConfig) -> Corpus:
     """Read and split the data as the config says; every count-changing step is noted."""
     notes: list[str] = []
-    transfer_paths = list(config.transfer)
-    group_column = config.group_column
+    extra: list[Path] = []
     if config.dataset in BUILTIN_DATASETS:
         reviews, plots = rotten_tomatoes_files()
-        train_table = read_labeled(reviews, "text", "label", group_column)
+        train_table = read_labeled(reviews, "text", "label", config.group_column)
         dev_table = test_table = None
-        transfer_paths.append(plots)
+        extra.append(plots)
     elif config.dataset:
         train_table, dev_table, test_table = _hub_tables(config)
     else:
         if config.train is None:
             raise XDistilError("data.train: no labeled train file given (set data.train or data.dataset)")
         columns = (config.text_column, config.label_column)
-        train_table = read_labeled(config.train, *columns, group_column, max_chars=config.max_chars)
+        train_table = read_labeled(config.train, *columns, config.group_column, max_chars=config.max_chars)
         dev_table = read_labeled(config.dev, *columns, max_chars=config.max_chars) if config.dev else None
         test_table = read_labeled(config.test, *columns, max_chars=config.max_chars) if config.test else None
     for table in (train_table, dev_table, test_table):
         notes.extend(table.notes if table is not None else [])
     notes.extend(unify_labels([train_table, dev_table, test_table]))
-
-    groups = train_table.groups
-    seed = config.split_seed
-    if test_table is None:
-        size = _carve_size(train_table.path, len(train_table.texts), config.test_size, "test")
-        test_idx, rest_idx = carve(len(train_table.texts), size, seed, groups)
-        test_table, train_table = _subset(train_table, test_idx), _subset(train_table, rest_idx)
-        notes.append(f"test carved from train: {len(test_idx)} examples (seed {seed}{', by ' + group_column if group_column else ''})")
-    if dev_table is None:
-        size = _carve_size(train_table.path, len(train_table.texts), config.dev_size, "dev")
-        dev_idx, rest_idx = carve(len(train_table.texts), size, seed + 1, train_table.groups)
-        dev_table, train_table = _subset(train_table, dev_idx), _subset(train_table, rest_idx)
-        notes.append(f"dev carved from train: {len(dev_idx)} examples")
-    transfer_parts: list[list[str] | Path] = []
-    if config.train_size is not None and config.train_size < len(train_table.texts):
-        # exact: a group shared by train and the unlabeled transfer set leaks no label
-        keep_idx, surplus_idx = carve(len(train_table.texts), config.train_size, seed + 2, train_table.groups, exact=True)
-        surplus = _subset(train_table, surplus_idx)
-        train_table = _subset(train_table, keep_idx)
-        if config.surplus_to_transfer:
-            transfer_parts.append(list(surplus.texts))
-            notes.append(f"{len(surplus.texts)} labeled examples beyond train_size joined the transfer set without labels")
-        else:
-            notes.append(f"{len(surplus.texts)} labeled examples beyond train_size were left out (surplus_to_transfer: false)")
-
-    assert train_table.labels is not None
-    names = sorted(set(train_table.labels))
+    parts = assemble(train_table, dev_table, test_table, config, notes, extra, config.group_column)
+    assert parts.train.labels is not None
+    names = sorted(set(parts.train.labels))
     if len(names) < 2:
-        raise XDistilError(f"{train_table.path}: train has a single class '{names[0]}'; classification needs at least two")
-    held_out = frozenset(text_key(t) for t in dev_table.texts + test_table.texts)
-    transfer = TextStream(transfer_parts + [Path(p) for p in transfer_paths], config.text_column, config.split_transfer_sentences,
-                          config.max_chars, held_out, config.transfer_overlap)
-    notes.extend(transfer.scan()[2])  # reads every transfer file once: bad lines fail now, not mid-run
+        raise XDistilError(f"{parts.train.path}: train has a single class '{names[0]}'; classification needs at least two")
+    _check_transfer(parts)
     return Corpus(
         label_names=names,
-        train=_encode(train_table, names, "train"),
-        dev=_encode(dev_table, names, "dev"),
-        test=_encode(test_table, names, "test"),
-        transfer=transfer,
+        train=_encode(parts.train, names, "train"),
+        dev=_encode(parts.dev, names, "dev"),
+        test=_encode(parts.test, names, "test"),
+        transfer=parts.transfer,
         notes=notes,
     )

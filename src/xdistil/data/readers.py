@@ -14,6 +14,7 @@ import json
 import math
 import unicodedata
 from collections.abc import Iterator, Sequence
+from typing import ClassVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -48,6 +49,21 @@ class Table:
     labels: list[str] | None = None
     groups: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    unit: ClassVar[str] = "examples"  # what a row is called in the corpus' notes
+    labels_word: ClassVar[str] = "labels"
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: list[int]) -> Table:
+        """The rows at `indices`, in that order."""
+        labels = [self.labels[i] for i in indices] if self.labels is not None else None
+        groups = [self.groups[i] for i in indices] if self.groups is not None else None
+        return Table(self.path, [self.texts[i] for i in indices], labels, groups)
+
+    def as_texts(self) -> list[str]:
+        """Each row as the unlabeled text the transfer set holds (and held-out texts are compared by)."""
+        return list(self.texts)
 
 
 def _strip_compression(path: Path) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 from xdistil.data.readers import file_format, hub_split, iter_json_objects, iter_lines, load_hub
@@ -29,6 +30,21 @@ class TaggedTable:
     langs: list[str | None]
     scheme: str = "IOB2"
     notes: list[str] = field(default_factory=list)
+    groups: ClassVar[None] = None  # sentences are carved one by one
+    unit: ClassVar[str] = "sentences"
+    labels_word: ClassVar[str] = "tags"
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def subset(self, indices: list[int]) -> TaggedTable:
+        """The sentences at `indices`, in that order."""
+        return TaggedTable(self.path, [self.tokens[i] for i in indices], [self.tags[i] for i in indices],
+                           [self.langs[i] for i in indices], self.scheme)
+
+    def as_texts(self) -> list[str]:
+        """Each sentence as a line of unlabeled text (words joined by spaces)."""
+        return [" ".join(words) for words in self.tokens]
 
     def entity_types(self) -> list[str]:
         return sorted({t[2:] for sentence in self.tags for t in sentence if t != "O"})
@@ -167,12 +183,6 @@ def encode_tags(table: TaggedTable, names: list[str], role: str) -> list[list[in
                 )
         out.append([index[t] for t in sentence])
     return out
-
-
-def subset(table: TaggedTable, indices: list[int]) -> TaggedTable:
-    """The sentences at `indices`, in that order."""
-    return TaggedTable(table.path, [table.tokens[i] for i in indices], [table.tags[i] for i in indices],
-                       [table.langs[i] for i in indices], table.scheme)
 
 
 def hub_tagged(name: str, tokens_column: str, tags_column: str) -> tuple[TaggedTable, TaggedTable | None, TaggedTable | None]:
