@@ -112,3 +112,37 @@ def busy_cpus(seconds: float = 0.25, stat: Path = PROC_STAT) -> float | None:
     if before is None or after is None or after[1] <= before[1]:
         return None
     return len(cpus) * (after[0] - before[0]) / (after[1] - before[1])
+
+
+class ThreadWatch:
+    """What a run says about its threads: the count and why, once; and a warning, once a run, when other processes
+    keep its CPUs busy as a step begins (two runs started together are only seen once both train)."""
+
+    def __init__(self, budget: CpuBudget, configured: int | None, launched: bool):
+        self.budget, self.configured, self.launched = budget, configured, launched
+        self.warned = launched  # several processes of one launch share the machine on purpose
+
+    @classmethod
+    def start(cls, budget: CpuBudget, configured: int | None, launched: bool, set_threads) -> ThreadWatch:
+        """Set the thread count (the config's, else the budget's; several processes on one machine keep torch's own default)."""
+        if configured or not launched:
+            set_threads(configured or budget.threads)
+        return cls(budget, configured, launched)
+
+    def say(self, threads: int, log) -> None:
+        """Log the thread count and why (the first step of every command calls it), then check for oversubscription."""
+        log(f"threads: {threads} torch thread{'s' * (threads > 1)} ("
+            + ("set by the config's threads" if self.configured else self.budget.reason) + ")")
+        self.check(threads, log)
+
+    def check(self, threads: int, log) -> None:
+        """Warn once when other processes keep about `busy` CPUs busy beside this run's `threads` (sampled while it waits)."""
+        if self.warned:
+            return
+        cores, busy = len(affinity()), busy_cpus()
+        if busy is not None and busy + threads > cores + 0.5:
+            self.warned = True
+            log(f"warning: the machine is oversubscribed: other processes keep about {busy:.1f} of this run's {cores} CPUs busy "
+                f"beside its {threads} torch threads; every step may be many times slower (benchmarks/threads.py: two runs "
+                "sharing 2 cores at 2 threads each took 3.5x-17x as long per epoch as one alone, at 1 thread each 1.3x-1.4x) - "
+                "wait for them, or give each run its own cores (taskset -c, or threads: in the config)")

@@ -11,21 +11,55 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
 
 from xdistil.atomic import atomic_write_json, atomic_write_text
-from xdistil.config import RunConfig, build_config, config_to_dict, read_yaml_mapping, save_config
+from xdistil.config import RunConfig, TeacherConfig, build_config, config_to_dict, read_yaml_mapping, save_config
 from xdistil.errors import XDistilError
 from xdistil.folderlock import LOCK, MARKER, lock_run_folder, mark_run_folder
 from xdistil.progress import log
 
 HISTORY = "config_history.jsonl"
 HISTORY_KEEP = 20
+# teacher settings that only change what annotation extracts: not part of the fine-tuned teacher's identity
+ANNOTATION_ONLY = ("layer", "pooling")
+# the config keys each step reads, in the order a changed one is named in the log (see step_reason)
+TEACHER_KEYS = ("data", "seed", *(f"teacher.{k}" for k in TeacherConfig.model_fields if k not in ANNOTATION_ONLY))
+ANNOTATION_KEYS = (*TEACHER_KEYS, *(f"teacher.{k}" for k in ANNOTATION_ONLY), "transfer")
+STUDENT_KEYS = ("student", "distill", *ANNOTATION_KEYS)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The named paths of a run folder: every file or folder a step reads or writes directly inside it."""
+
+    root: Path
+
+    config = property(lambda self: self.root / "config.yaml")
+    history = property(lambda self: self.root / HISTORY)
+    data = property(lambda self: self.root / "data.json")  # the corpus' fingerprint, sizes, labels and notes
+    teacher = property(lambda self: self.root / "teacher")  # the fine-tuned teacher (a transformers folder)
+    cache = property(lambda self: self.root / "cache")  # the transfer set's annotated chunks, one folder per part
+    checkpoints = property(lambda self: self.root / "checkpoints")  # finished stages of each trained student
+    student = property(lambda self: self.root / "student")  # the distilled student (xdistil's folder format)
+    metrics = property(lambda self: self.root / "metrics.json")
+    report = property(lambda self: self.root / "report.md")
+
+    def student_tokens(self, tokenizer_fp: str) -> Path:
+        """The student's own token ids of the transfer set, when it reads another tokenizer than the teacher's."""
+        return self.cache / f"student-{tokenizer_fp}"
+
+    def stage_checkpoints(self, name: str) -> Path:
+        return self.checkpoints / name
+
+
 # every name xdistil writes directly inside a run folder (plots match curves_*.png; temporaries end in .tmp)
-WRITTEN = ("config.yaml", "data.json", "teacher", "cache", "checkpoints", "student", "metrics.json", "report.md", MARKER, HISTORY, LOCK)
+WRITTEN = tuple(getattr(RunFolder(Path()), name).name for name in ("config", "data", "teacher", "cache", "checkpoints", "student",
+                                                                   "metrics", "report")) + (MARKER, HISTORY, LOCK)
 
 
 def first_difference(old: object, new: object, prefix: str = "") -> str | None:
@@ -64,7 +98,7 @@ def clear_run_folder(out: Path) -> None:
 
 def previous_config(out: Path) -> dict | None:
     """The config the folder's last run used (with today's defaults filled in), or None."""
-    saved = out / "config.yaml"
+    saved = RunFolder(out).config
     if not saved.is_file():
         return None
     try:
@@ -74,19 +108,12 @@ def previous_config(out: Path) -> dict | None:
     return _with_defaults(values)
 
 
-@dataclass
-class Prepared:
-    """A run folder made ready: the previous run's config (None for a new folder) and the lock this run holds."""
-
-    previous: dict | None
-    lock: FileLock
-
-
-def prepare_folder(out: Path, config: RunConfig, overwrite: bool) -> Prepared:
+def prepare_folder(out: Path, config: RunConfig, overwrite: bool, keep_lock: Callable[[FileLock], None]) -> dict | None:
     """Create or reuse the run folder, refusing one that is not xdistil's or that another process is running
-    in; record the config and its history. The previous run's config lets steps say what changed."""
+    in; record the config and its history. Returns the previous run's config (None for a new folder: steps
+    say what changed by it); the lock this run holds is handed to `keep_lock` (it never leaves the process)."""
     mark_run_folder(out)
-    lock = lock_run_folder(out)  # before anything is cleared or written
+    keep_lock(lock_run_folder(out))  # before anything is cleared or written
     if overwrite:
         clear_run_folder(out)
     previous = None if overwrite else previous_config(out)
@@ -96,9 +123,9 @@ def prepare_folder(out: Path, config: RunConfig, overwrite: bool) -> Prepared:
         difference = first_difference({**previous, "out": None}, {**current, "out": None})
         log(f"run folder {out}: " + (f"config changed since the last run ({difference}); finished steps it does not touch are reused"
                                      if difference else "same config as the last run; finished steps are reused"))
-    save_config(config, out / "config.yaml")
-    _append_history(out / HISTORY, current)
-    return Prepared(previous, lock)
+    save_config(config, RunFolder(out).config)
+    _append_history(RunFolder(out).history, current)
+    return previous
 
 
 def _append_history(path: Path, config: dict) -> None:
@@ -108,13 +135,17 @@ def _append_history(path: Path, config: dict) -> None:
     atomic_write_text(path, "\n".join((lines + [entry])[-HISTORY_KEEP:]) + "\n")
 
 
-def record_data(out: Path, fingerprint: str, summary: dict) -> None:
-    """Write data.json; say so when the data changed since the folder's last run (the steps that read
-    it are redone: their fingerprints include the data's)."""
-    path = out / "data.json"
+def record_data(out: Path, fingerprint: str, corpus, overlap_policy: str) -> None:
+    """Write data.json (sizes, labels, notes) and log them; say so when the data changed since the folder's last run
+    (the steps that read it are redone: their fingerprints include the data's)."""
+    path = RunFolder(out).data
     if path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("fingerprint") != fingerprint:
         log("data: the data changed since this folder's last run; the teacher and every later step will be redone")
-    atomic_write_json(path, {"fingerprint": fingerprint, **summary})
+    atomic_write_json(path, {"fingerprint": fingerprint, "sizes": corpus.sizes(), "labels": corpus.label_names, "notes": corpus.notes,
+                             "transfer_overlap": {"policy": overlap_policy, "count": corpus.transfer.overlap_count}})
+    log(f"data: {', '.join(f'{k} {v:,}' for k, v in corpus.sizes().items())}; labels {corpus.label_names}")
+    for note in corpus.notes:
+        log(f"  {note}")
 
 
 def step_reason(previous: dict | None, current: dict, keys: tuple[str, ...]) -> str:

@@ -17,14 +17,16 @@ from torch.utils.data import DataLoader
 import xdistil.distributed as distributed
 from xdistil.batching import LengthBucketSampler
 from xdistil.config import DistillConfig
-from xdistil.distill.data import DistillData, TransferBatches, predict_rows
+from xdistil.distill.data import DistillData, TransferBatches, cached_data, predict_rows, warn_if_constant
 from xdistil.distill.losses import LossContext, build_loss, needs_teacher
 from xdistil.distill.stages import Stage, set_trainable
 from xdistil.loop import LoopSettings, StageHistory, fit
 from xdistil.progress import log
 from xdistil.atomic import atomic_write, atomic_write_json
 from xdistil.storage import read_safetensors
+from xdistil.transfer.cache import TransferCache
 from xdistil.student.base import Student
+from xdistil.student.vocab import PrunedVocab
 
 
 class Trained(NamedTuple):
@@ -44,6 +46,21 @@ class StageData:
     dev: DistillData
     dev_score: Callable[[list[np.ndarray]], float]
     score_name: str
+
+
+def stage_data(transfer: TransferCache, dev: TransferCache, vocab: PrunedVocab, train_labels: list, dev_labels: list, distill: DistillConfig,
+               seed: int, teacher_pad_id: int, dev_score: Callable[[list[np.ndarray]], float], score_name: str) -> StageData:
+    """The transfer set streams from its cache; the labeled rows (its first rows) and dev are small, in memory. The
+    teacher's own token ids come along when a stage's loss runs the teacher on each batch."""
+    warn_if_constant(transfer)
+    limit = distill.transfer_limit  # the labeled rows plus the first `limit` others
+    rows = None if limit is None else len(train_labels) + limit
+    pad = teacher_pad_id if needs_teacher({n for s in distill.stages for n in s.losses}) else None
+    batches = TransferBatches(transfer, vocab, train_labels, distill.batch_size, seed, rows, teacher_pad=pad)
+    return StageData(
+        train={"transfer": batches, "labeled": cached_data(transfer, vocab, train_labels, len(train_labels), pad)},
+        dev=cached_data(dev, vocab, dev_labels, teacher_pad=pad), dev_score=dev_score, score_name=score_name,
+    )
 
 
 @dataclass

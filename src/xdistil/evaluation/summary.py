@@ -16,6 +16,7 @@ from xdistil.distill.data import DistillData, distill_data, predict_rows, rows_g
 from xdistil.distill.runner import Trained
 from xdistil.evaluation.latency import measure_latency
 from xdistil.evaluation.metrics import loyalty
+from xdistil.runfolder import RunFolder
 from xdistil.student.base import Student
 from xdistil.student.inputs import batch_inputs
 from xdistil.student.vocab import PrunedVocab
@@ -40,7 +41,7 @@ class Finished:
     baseline: Trained | None
     teacher_test: TransferCache  # the teacher's outputs on the test split, with its token ids
     test_cache: TransferCache  # the same rows as the student reads them
-    out: Path
+    folder: RunFolder
     device: torch.device
 
     @cached_property
@@ -111,7 +112,7 @@ def _metrics(run: Finished, threads: int) -> dict:
     metrics: dict = {
         "task": config.task,
         "run": {
-            "name": run.out.name,
+            "name": run.folder.root.name,
             "teacher": config.teacher.model,
             "student_arch": config.student.arch,
             "threads": threads,
@@ -123,14 +124,14 @@ def _metrics(run: Finished, threads: int) -> dict:
             **teacher_quality,
             "params": teacher_params,
             "params_without_embeddings": teacher_params - teacher_model.get_input_embeddings().weight.numel(),
-            "size_mb": _size_mb(run.out / "teacher" / "model.safetensors"),
+            "size_mb": _size_mb(run.folder.teacher / "model.safetensors"),
             **_speed(timings["teacher"]),
         },
         "student": {
             **student_quality,
             "params": student_params,
             "params_without_embeddings": student_params - sum(p.numel() for p in student.embedding_parameters()),
-            "size_mb": _size_mb(run.out / "student" / "model.safetensors"),
+            "size_mb": _size_mb(run.folder.student / "model.safetensors"),
             **_speed(timings["student"]),
             "vocab_size": len(run.vocab),
         },

@@ -57,10 +57,13 @@ def save_teacher(folder: Path, teacher: Teacher, tokenizer) -> None:
 
 def load_or_finetune(
     folder: Path, fingerprint: str, config: TeacherConfig, label_names: list[str], auto_class, tokenizer,
-    device: torch.device | str, finetune: Callable[[torch.nn.Module], StageHistory],
+    device: torch.device | str, finetune: Callable[[torch.nn.Module], StageHistory], why: Callable[[], str] | None = None,
 ) -> Teacher:
     """The teacher saved in `folder` for `fingerprint`; else `config.model` with a head for our labels
-    (`auto_class`), fine-tuned by `finetune(model)` unless `config.finetune` is off, then saved."""
+    (`auto_class`), fine-tuned by `finetune(model)` unless `config.finetune` is off, then saved. A teacher saved
+    for another fingerprint is redone, and the log says `why()`."""
+    if why is not None and saved_fingerprint(folder) not in (None, fingerprint):
+        log(f"teacher: redone ({why()})")
     done = load_teacher(folder, fingerprint, auto_class, device)
     if done is not None:
         log(f"teacher: loaded the fine-tuned teacher from {folder}")

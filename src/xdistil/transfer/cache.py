@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -31,7 +31,8 @@ from xdistil.fingerprint import fingerprint as _fingerprint
 from xdistil.progress import bar, log
 from xdistil.atomic import atomic_write, atomic_write_json
 from xdistil.storage import read_safetensors
-from xdistil.tasks.description import cache_tensors
+from xdistil.tasks.description import TOKENS_SUFFIX, cache_tensors
+from xdistil.text import tokenization_rules
 
 MANIFEST = "manifest.json"
 
@@ -366,3 +367,14 @@ class PairedCache(TransferCache):
 
     def token_counts(self, vocab_size: int) -> np.ndarray:
         return self.inputs.token_counts(vocab_size)
+
+
+
+def student_token_caches(caches: dict[str, TransferCache], tokenizer, parts, folder_for: Callable[[str], Path], spec: AnnotationSpec,
+                         task) -> dict[str, PairedCache]:
+    """Each teacher cache paired with the student's own token ids of the same texts (a student reading another
+    tokenizer than the teacher's); one token cache per tokenizer, in `folder_for(its fingerprint)`."""
+    spec = replace(spec, task=task.name + TOKENS_SUFFIX, precision="fp32")
+    fp = _fingerprint(tokenization_rules(tokenizer))
+    tokens = annotate_parts(None, tokenizer, parts, folder_for(fp), spec, fp, task.token_annotator, None, task.long_text, who="student tokens")
+    return {name: PairedCache(caches[name], tokens.caches[name]) for name in caches}

@@ -11,11 +11,12 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from xdistil.config import RayConfig
+from xdistil.config import RayConfig, TransferConfig
 from xdistil.errors import XDistilError
 from xdistil.progress import bar
 from xdistil.transfer.cache import AnnotationSpec, Annotator, ChunkEngine, TransferCache, label_chunk, write_chunk
@@ -85,3 +86,11 @@ def ray_engine(settings: RayConfig, teacher: TeacherSource) -> ChunkEngine:
                     progress.update(0, advance=int(row["rows"]))
 
     return run
+
+
+def annotation_engine(transfer: TransferConfig, teacher_folder: Path, teacher_class) -> ChunkEngine | None:
+    """Who annotates, by `transfer.engine`: None for this process (or each of several launched), else Ray (imported
+    only then), whose actors load the saved teacher from `teacher_folder`."""
+    if transfer.engine != "ray":
+        return None
+    return ray_engine(transfer.ray, TeacherSource(str(teacher_folder), teacher_class, transfer.teacher_precision))
