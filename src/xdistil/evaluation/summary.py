@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -20,11 +21,18 @@ from xdistil.runfolder import RunFolder
 from xdistil.student.base import Student
 from xdistil.student.inputs import batch_inputs
 from xdistil.student.vocab import PrunedVocab
-from xdistil.tasks.base import Task
 from xdistil.teacher.inference import pad_teacher
 from xdistil.teacher.models import count_parameters
 from xdistil.teacher.store import Teacher
 from xdistil.transfer.cache import CacheRows, TransferCache
+
+
+class TestScorer(Protocol):
+    """What evaluation asks of the task (`tasks.base.Task` is one): its test metrics and the figure they compare."""
+
+    primary_metric: str
+
+    def metrics(self, predicted: np.ndarray, split, label_names: list[str]) -> dict: ...
 
 
 @dataclass
@@ -32,7 +40,7 @@ class Finished:
     """Everything the evaluation of a finished run reads."""
 
     config: RunConfig
-    task: Task
+    task: TestScorer
     corpus: Corpus
     teacher: Teacher
     pad_id: int  # the teacher tokenizer's
