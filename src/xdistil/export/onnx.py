@@ -21,7 +21,7 @@ from xdistil.export.runtime import MODEL, ONNX_CONFIG, ONNX_FORMAT, OnnxStudent,
 from xdistil.manifest import MANIFEST, write_manifest
 from xdistil.progress import log
 from xdistil.atomic import atomic_write_text, staged_folder
-from xdistil.student.inputs import tensor_batch
+from xdistil.student.inputs import length_mask, tensor_batch
 from xdistil.student.io import DistilledStudent, load_student
 
 TOLERANCE = 1e-4
@@ -35,7 +35,7 @@ def _inputs(student: DistilledStudent, batch: int, length: int, seed: int) -> tu
     ids = torch.randint(0, rows, (batch, length), generator=generator)
     lengths = torch.randint(max(1, length // 2), length + 1, (batch,), generator=generator)
     lengths[0] = length
-    ids[torch.arange(length)[None, :] >= lengths[:, None]] = student.vocab.pad_id
+    ids[~length_mask(lengths, length)] = student.vocab.pad_id
     if not student.task.per_word:
         return ids, lengths
     words = (lengths // 2).clamp(min=1)

@@ -17,7 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from xdistil.student.base import Student, StudentContext, StudentOutput
 from xdistil.student.embeddings import pca_compress
-from xdistil.student.inputs import tensor_batch
+from xdistil.student.inputs import length_mask, tensor_batch
 from xdistil.student.registry import register
 from xdistil.student.settings import StudentSettings
 
@@ -138,8 +138,7 @@ class BiLSTMStudent(Student):
                 encoded = encoded.gather(1, word_index[:, :, None].expand(-1, -1, encoded.size(-1)))
             representation = self.dense(self.dropout(encoded))
             return StudentOutput(self.output(self.dropout(nn.functional.gelu(representation))), representation)
-        positions = torch.arange(input_ids.size(1), device=input_ids.device)
-        padding = positions[None, :] >= lengths.to(input_ids.device)[:, None]
+        padding = ~length_mask(lengths.to(input_ids.device), input_ids.size(1))
         pooled = encoded.masked_fill(padding[:, :, None], float("-inf")).max(dim=1).values
         representation = self.dense(self.dropout(pooled))
         logits = self.output(self.dropout(nn.functional.gelu(representation)))

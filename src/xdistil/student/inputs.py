@@ -7,17 +7,15 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from xdistil.predictor import pad_ids
 from xdistil.student.vocab import PrunedVocab
 from xdistil.text import EncodedSentence, tokenize
 
 
 def pad_batch(sequences: Sequence[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids padded to the longest sequence, lengths)."""
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    ids = torch.full((len(sequences), int(lengths.max())), pad_id, dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
-    return ids, lengths
+    """(input_ids padded to the longest sequence, lengths): the predictor's layout (`predictor.pad_ids`) as tensors."""
+    ids, lengths = pad_ids(sequences, pad_id)
+    return torch.from_numpy(ids), torch.from_numpy(lengths)
 
 
 def length_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
