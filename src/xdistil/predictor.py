@@ -14,7 +14,7 @@ import numpy as np
 from xdistil.data.readers import MAX_CHARS, clip
 from xdistil.numeric import softmax
 from xdistil.tasks.description import TaskDescription
-from xdistil.text import encode_words, tokenize
+from xdistil.text import encode_words
 
 
 def pad_ids(sequences: Sequence[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,12 +41,13 @@ class Predictor:
         """Logits of one padded batch: (batch, labels), or (batch, words, labels) with `word_index`."""
         raise NotImplementedError
 
-    def logits(self, texts: Sequence[str] | str, batch_size: int = 256) -> np.ndarray:
-        """A per-text task's raw logits, one row per text (a string is one text)."""
-        texts = [clip(t, MAX_CHARS)[0] for t in ([texts] if isinstance(texts, str) else texts)]
+    def logits(self, texts: Sequence | str, batch_size: int = 256) -> np.ndarray:
+        """A per-text task's raw logits, one row per item (a string is one text; a task may take other items,
+        such as pairs of texts: its description's `encode` reads them)."""
+        texts = [clip(t, MAX_CHARS)[0] if isinstance(t, str) else t for t in ([texts] if isinstance(texts, str) else texts)]
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        ids, _ = tokenize(self.tokenizer, texts, self.max_length)
+        ids, _ = self.task.encode(self.tokenizer, texts, self.max_length)
         sequences = [self.lookup[np.asarray(i, dtype=np.int64)] for i in ids]
         return np.concatenate([self._forward(*pad_ids(sequences[s : s + batch_size], self.pad_id), None)
                                for s in range(0, len(sequences), batch_size)])

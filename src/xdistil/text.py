@@ -8,12 +8,14 @@ marks positions without a label in every loss and metric.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 IGNORE = -100
+# a task's text -> ids: (tokenizer, items, max_length) -> (ids per item, how many were truncated); `tokenize` is one
+Encode = Callable[[object, Sequence, int], tuple[list[list[int]], int]]
 
 
 def tokenization_rules(tokenizer) -> dict:
@@ -30,9 +32,13 @@ def same_tokenization(a, b) -> bool:
     return tokenization_rules(a) == tokenization_rules(b)
 
 
-def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], int]:
-    """Teacher token ids per text (truncated to max_length) and how many texts were truncated."""
-    full = tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+def tokenize(tokenizer, texts: Sequence[str], max_length: int, pairs: Sequence[str] | None = None) -> tuple[list[list[int]], int]:
+    """Teacher token ids per text (truncated to max_length) and how many texts were truncated. With `pairs`, each
+    text and its pair are one input, joined as the tokenizer joins two segments ([CLS] a [SEP] b [SEP])."""
+    if pairs is None:
+        full = tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+    else:
+        full = tokenizer(list(texts), list(pairs), add_special_tokens=True, truncation=False)["input_ids"]
     truncated = sum(len(ids) > max_length for ids in full)
     if not truncated:
         return full, 0

@@ -301,10 +301,17 @@ def load_corpus(config: DataConfig) -> Corpus:
         train_table = read_labeled(config.train, *columns, config.group_column, max_chars=config.max_chars)
         dev_table = read_labeled(config.dev, *columns, max_chars=config.max_chars) if config.dev else None
         test_table = read_labeled(config.test, *columns, max_chars=config.max_chars) if config.test else None
+    return labeled_corpus(train_table, dev_table, test_table, config, notes, extra)
+
+
+def labeled_corpus(train_table: Table, dev_table: Table | None, test_table: Table | None, config: DataConfig, notes: list[str],
+                   extra_transfer: Sequence[Path] = ()) -> Corpus:
+    """A corpus of one label per row from tables already read (a task with its own reader, such as pairs of
+    texts, hands its tables here): labels unified and checked, splits carved, the transfer set streamed."""
     for table in (train_table, dev_table, test_table):
         notes.extend(table.notes if table is not None else [])
     notes.extend(unify_labels([train_table, dev_table, test_table]))
-    parts = assemble(train_table, dev_table, test_table, config, notes, extra, config.group_column)
+    parts = assemble(train_table, dev_table, test_table, config, notes, extra_transfer, config.group_column)
     assert parts.train.labels is not None
     names = sorted(set(parts.train.labels))
     if len(names) < 2:

@@ -62,10 +62,12 @@ class TokenizerAdapter:
         self.backend.no_padding()
         self.unk_token_id = unk_token_id
 
-    def __call__(self, texts, is_split_into_words: bool = False, add_special_tokens: bool = True, truncation: bool = False):
+    def __call__(self, texts, text_pair=None, is_split_into_words: bool = False, add_special_tokens: bool = True, truncation: bool = False):
         single = is_split_into_words and all(isinstance(t, str) for t in texts)  # one pre-split sentence, as transformers reads it
         if single:
             inputs = [list(texts)]
+        elif text_pair is not None:  # two segments per input, joined by the tokenizer's own template
+            inputs = list(zip(texts, text_pair))
         else:
             inputs = [list(t) for t in texts] if is_split_into_words else list(texts)
         encodings = self.backend.encode_batch(inputs, is_pretokenized=is_split_into_words, add_special_tokens=add_special_tokens)

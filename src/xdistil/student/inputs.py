@@ -9,7 +9,7 @@ import torch
 
 from xdistil.predictor import pad_ids
 from xdistil.student.vocab import PrunedVocab
-from xdistil.text import EncodedSentence, tokenize
+from xdistil.text import EncodedSentence
 
 
 def pad_batch(sequences: Sequence[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,8 +46,3 @@ def word_batch(sentences: Sequence[EncodedSentence], vocab: PrunedVocab) -> dict
     batch["word_index"] = word_index
     return batch
 
-
-def student_ids(tokenizer, vocab: PrunedVocab, texts: Sequence[str], max_length: int) -> list[np.ndarray]:
-    """Student id arrays for texts, through the teacher's tokenizer and the pruned vocabulary."""
-    teacher_ids, _ = tokenize(tokenizer, texts, max_length)
-    return [vocab.encode(ids) for ids in teacher_ids]

@@ -23,7 +23,7 @@ class Classification(Task):
         return load_corpus(config)
 
     def finetune(self, model, tokenizer, corpus, config, accelerator, seed):
-        return finetune_teacher(model, tokenizer, corpus.train, corpus.dev, config, accelerator, seed)
+        return finetune_teacher(model, tokenizer, corpus.train, corpus.dev, config, accelerator, seed, self.description.encode)
 
     def metrics(self, predicted: np.ndarray, split: Split, label_names: list[str]) -> dict:
         return classification_metrics(predicted, np.asarray(split.labels))

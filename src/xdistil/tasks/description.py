@@ -1,6 +1,6 @@
 """What a task is, in words and names: everything outside training that differs between tasks.
 
-Torch-free and import-free, so the config, the cache, the CLI, the ONNX runtime, the report and the card
+Torch-free (it reads only `xdistil.text`), so the config, the cache, the CLI, the ONNX runtime, the report and the card
 read it without loading a model. A task module (`classification.py`, `tagging.py`) pairs one description
 with the heavy part (reading the corpus, fine-tuning the teacher, annotating); `register_task` adds both.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+from xdistil.text import tokenize
 
 # what every teacher-annotated chunk holds, and a student's own token ids when it reads another tokenizer
 TEACHER_TENSORS = frozenset({"logits", "repr", "input_ids", "lengths"})
@@ -36,6 +38,12 @@ class TaskDescription:
     quality_rows: tuple[tuple[str, str, str], ...]  # (label, format, metrics key) of the report's quality figures
     augmentable: bool = True  # transfer.augment (token-level edits of whole texts) applies
     pooled: bool = True  # the teacher's representation is one pooled vector per text (the 'layers' loss needs it)
+
+    def encode(self, tokenizer, items: Sequence, max_length: int) -> tuple[list[list[int]], int]:
+        """A per-text task's items -> the tokenizer's ids (cut to `max_length`) and how many were cut: the one
+        conversion the teacher's fine-tuning, annotation and every predictor share. A task whose items are
+        not single texts (a pair of texts) overrides it."""
+        return tokenize(tokenizer, items, max_length)
 
     def cache_tensors(self, tokens_only: bool = False) -> frozenset[str]:
         """The tensors a chunk of this task's transfer cache holds."""

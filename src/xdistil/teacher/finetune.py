@@ -15,7 +15,7 @@ from xdistil.data.corpus import Split
 from xdistil.loop import LoopSettings, StageHistory, fit
 from xdistil.teacher.alignment import window_inputs, windows_for
 from xdistil.teacher.inference import pad_teacher, tagger_outputs, teacher_outputs
-from xdistil.text import IGNORE, EncodedSentence, encode_words, tokenize
+from xdistil.text import IGNORE, Encode, EncodedSentence, encode_words, tokenize
 
 # predicted label indices, one array per sentence -> the dev figure (the task's, e.g. entity F1)
 RowScore = Callable[[list[np.ndarray]], float]
@@ -63,12 +63,13 @@ def _fit_teacher(
 
 
 def finetune_teacher(
-    model: torch.nn.Module, tokenizer, train: Split, dev: Split, config: TeacherConfig, accelerator: Accelerator, seed: int
+    model: torch.nn.Module, tokenizer, train: Split, dev: Split, config: TeacherConfig, accelerator: Accelerator, seed: int,
+    encode: Encode = tokenize,
 ) -> StageHistory:
     """AdamW with linear warm-up and cosine decay, early stopping on dev accuracy, best weights restored."""
     pad_id = tokenizer.pad_token_id
-    train_ids, _ = tokenize(tokenizer, train.texts, config.max_length)
-    dev_ids, _ = tokenize(tokenizer, dev.texts, config.max_length)
+    train_ids, _ = encode(tokenizer, train.texts, config.max_length)  # the task's text -> ids (`text.tokenize` by default)
+    dev_ids, _ = encode(tokenizer, dev.texts, config.max_length)
     examples = list(zip(train_ids, train.labels))
 
     def collate(batch: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:

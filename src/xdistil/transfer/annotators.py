@@ -11,13 +11,14 @@ import numpy as np
 import torch
 
 from xdistil.teacher.inference import tagger_outputs, teacher_outputs
-from xdistil.text import EncodedSentence, encode_words, tokenize
+from xdistil.text import Encode, EncodedSentence, encode_words, tokenize
 from xdistil.transfer.cache import AnnotationSpec
 
 
-def classify_chunk(model, tokenizer, texts: list[str], spec: AnnotationSpec, label_order, advance) -> tuple[dict[str, torch.Tensor], int]:
-    """One chunk of classification texts: (tensors, number truncated)."""
-    token_ids, cut = tokenize(tokenizer, texts, spec.max_length)
+def classify_chunk(model, tokenizer, texts: list[str], spec: AnnotationSpec, label_order, advance,
+                   encode: Encode = tokenize) -> tuple[dict[str, torch.Tensor], int]:
+    """One chunk of classification texts: (tensors, number truncated); `encode` is the task's text -> ids."""
+    token_ids, cut = encode(tokenizer, texts, spec.max_length)
     logits = reps = None
     for indices, batch_logits, batch_reps in teacher_outputs(
         model, token_ids, tokenizer.pad_token_id, spec.batch_size, spec.layer, spec.pooling, label_order
@@ -57,9 +58,10 @@ def _word_tensors(encoded: list[EncodedSentence]) -> dict[str, torch.Tensor]:
     }
 
 
-def classify_tokens(model, tokenizer, texts: list[str], spec: AnnotationSpec, label_order, advance) -> tuple[dict[str, torch.Tensor], int]:
+def classify_tokens(model, tokenizer, texts: list[str], spec: AnnotationSpec, label_order, advance,
+                    encode: Encode = tokenize) -> tuple[dict[str, torch.Tensor], int]:
     """A student's own token ids for one chunk of texts (no teacher runs; `model` is unused)."""
-    token_ids, cut = tokenize(tokenizer, texts, spec.max_length)
+    token_ids, cut = encode(tokenizer, texts, spec.max_length)
     advance(len(texts))
     return _token_tensors(token_ids), cut
 
