@@ -475,6 +475,7 @@ def small_labeled_values(mode: dict, values: dict, work: Path) -> dict | None:
 def transformer_plan(mode: dict, values: dict, work: Path) -> list[tuple[int, int, dict, Path]]:
     """(layers kept, seed, run values, own folder) of every transformer-student run: all-MiniLM-L6-v2 cut
     to that many layers, the family's default schedule; each run also trains its gold-only twin."""
+    from xdistil.config import with_family
     from xdistil.student.transformer import TRANSFORMER_SCHEDULE
 
     plan = []
@@ -485,9 +486,8 @@ def transformer_plan(mode: dict, values: dict, work: Path) -> list[tuple[int, in
                 stage["epochs"] = min(stage["epochs"], mode["transformer_epochs"])
         for seed in seeds:
             run_values = json.loads(json.dumps(values))
-            run_values["student"] = {"arch": "transformer", "encoder": "minilm-l6", "layers": layers}
-            distill = {k: v for k, v in run_values["distill"].items() if k not in ("stages", "lr", "batch_size")}  # the family's own
-            run_values["distill"] = {**distill, "stages": stages, "seed": seed, "transfer_limit": mode["transformer_transfer"]}
+            run_values = with_family(run_values, "transformer", encoder="minilm-l6", layers=layers)
+            run_values["distill"].update(stages=stages, seed=seed, transfer_limit=mode["transformer_transfer"])
             run_values["evaluation"].update(baseline=True, baseline_epochs=mode["transformer_baseline_epochs"])
             plan.append((layers, seed, run_values, work / "transformers" / f"{layers}L-seed{seed}"))
     return sorted(plan, key=lambda job: job[1])  # every size's first seed first

@@ -73,11 +73,16 @@ def test_masks_keep_padding_positions_out_of_token_losses():
 
 def test_a_registered_loss_is_a_stage_loss_by_its_name():
     from xdistil.config import build_config
-    from xdistil.distill.losses import LOSSES, DistillLoss, LossContext, build_loss, register_loss
+    from xdistil.distill.losses import LOSSES, DistillLoss, LossContext, LossSettings, build_loss, register_loss
+
+    class MarginSettings(LossSettings):
+        margin: float = 1.0
 
     @register_loss("margin_test")
     class MarginLoss(DistillLoss):
-        """Hinge on the teacher's label margin (a test-only loss)."""
+        """Hinge on the teacher's label margin (a test-only loss with a setting of its own)."""
+
+        settings_class = MarginSettings
 
         def __init__(self, margin: float):
             super().__init__()
@@ -85,12 +90,15 @@ def test_a_registered_loss_is_a_stage_loss_by_its_name():
 
         @classmethod
         def build(cls, context: LossContext) -> MarginLoss:
-            return cls(context.settings.temperature)
+            return cls(context.own.margin)
 
     try:
-        config = build_config({"distill": {"temperature": 2.5, "stages": [{"name": "m", "losses": {"margin_test": 1.0}}]}})
-        loss = build_loss("margin_test", LossContext(student_dim=4, teacher_dim=4, settings=config.distill))
+        config = build_config({"distill": {"stages": [{"name": "m", "losses": {"margin_test": {"weight": 1.0, "margin": 2.5}}}]}})
+        settings = config.distill.loss_settings()["margin_test"]
+        loss = build_loss("margin_test", LossContext(student_dim=4, teacher_dim=4, settings=config.distill), settings)
         assert isinstance(loss, MarginLoss) and loss.margin == 2.5
+        with pytest.raises(XDistilError, match="loss 'margin_test': margin: Input should be a valid number"):
+            build_config({"distill": {"stages": [{"name": "m", "losses": {"margin_test": {"margin": "wide"}}}]}})
         assert isinstance(build_loss("soft", LossContext(4, 4, config.distill)), SoftLoss)
     finally:
         del LOSSES["margin_test"]
@@ -165,8 +173,7 @@ def test_the_attention_loss_reads_hooked_layers_and_refuses_different_tokens():
     torch.manual_seed(0)
     teacher = BertModel(BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32))
     student = BertModel(BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16))
-    settings = DistillConfig(relation_heads=2)
-    loss = build_loss("attention", LossContext(8, 16, settings, 1, 2, student, teacher))
+    loss = build_loss("attention", LossContext(8, 16, DistillConfig(), 1, 2, student, teacher), {"relation_heads": 2})
     assert isinstance(loss, AttentionRelationLoss) and not list(loss.parameters())  # the models' layers are not the loss's
     ids = torch.randint(0, 30, (2, 5))
     lengths = torch.tensor([5, 3])
@@ -181,20 +188,20 @@ def test_the_attention_loss_reads_hooked_layers_and_refuses_different_tokens():
     with pytest.raises(XDistilError, match="must read the teacher's tokens"):
         loss(None, {"lengths": lengths})
     loss.release()
-    with pytest.raises(XDistilError, match=r"attention_layers: \[1, 0\] is out of range"):
-        build_loss("attention", LossContext(8, 16, DistillConfig(attention_layers=(1, 0)), 1, 2, student, teacher))
+    with pytest.raises(XDistilError, match=r"layers: \[1, 0\] is out of range"):
+        build_loss("attention", LossContext(8, 16, DistillConfig(), 1, 2, student, teacher), {"layers": (1, 0)})
 
 
-def test_losses_take_their_kind_and_temperature_from_the_run_settings():
+def test_losses_take_their_kind_and_temperature_from_their_own_settings():
     from xdistil.config import DistillConfig
     from xdistil.distill.losses import LossContext, build_loss
 
     torch.manual_seed(0)
     student, teacher = torch.randn(5, 3), torch.randn(5, 3)
-    kl = build_loss("soft", LossContext(4, 4, DistillConfig(soft_loss="kl", temperature=3.0)))
+    kl = build_loss("soft", LossContext(4, 4, DistillConfig()), {"kind": "kl", "temperature": 3.0})
     expected = F.kl_div(F.log_softmax(student / 3, -1), F.softmax(teacher / 3, -1), reduction="batchmean") * 9
     torch.testing.assert_close(kl(out(student), {"teacher_logits": teacher}), expected)
-    cosine = build_loss("representation", LossContext(4, 4, DistillConfig(representation_loss="cosine")))
+    cosine = build_loss("representation", LossContext(4, 4, DistillConfig()), {"kind": "cosine"})
     rep, target = torch.randn(5, 4), torch.randn(5, 4)
     got = cosine(StudentOutput(student, rep), {"teacher_repr": target})
     torch.testing.assert_close(got, (1 - F.cosine_similarity(cosine.projection(rep), target, dim=-1)).mean())
@@ -222,3 +229,38 @@ def test_per_word_losses_use_only_the_masked_in_positions():
     torch.testing.assert_close(hard, F.cross_entropy(logits[mask], teacher[mask].argmax(-1)))
     soft = SoftLoss("mse", 1.0)(out(logits), {"teacher_logits": teacher}, mask)
     torch.testing.assert_close(soft, F.mse_loss(logits[mask], teacher[mask]))
+
+
+def test_todays_spelling_of_loss_settings_still_reads_and_a_loss_keeps_one_setting_across_stages():
+    from xdistil.config import DistillConfig, build_config, config_to_dict
+    from xdistil.distill.losses import SoftSettings
+
+    legacy = DistillConfig(soft_loss="kl", temperature=3.0, representation_loss="cosine")
+    new = DistillConfig(stages=[
+        {"name": "representation", "losses": {"representation": {"kind": "cosine"}}, "monitor": "dev_loss", "epochs": 6},
+        {"name": "soft", "losses": {"soft": {"kind": "kl", "temperature": 3.0}}, "train": ["output"], "unfreeze": "gradual", "epochs": 6},
+        {"name": "gold", "losses": {"gold": 1.0}, "data": "labeled", "train": ["output"], "unfreeze": "gradual", "epochs": 4},
+    ])
+    assert legacy == new and legacy.loss_settings()["soft"] == SoftSettings(kind="kl", temperature=3.0)
+    assert config_to_dict(build_config({}))["distill"]["stages"][0]["losses"] == {"representation": 1.0}  # defaults: bare weights
+    saved = config_to_dict(build_config({"distill": {"temperature": 2.0, "soft_loss": "kl"}}))
+    assert "temperature" not in saved["distill"] and build_config(saved).distill.loss_settings()["soft"].temperature == 2.0
+    with pytest.raises(XDistilError, match="loss 'soft' has other settings in stage 'b'"):
+        build_config({"distill": {"stages": [{"name": "a", "losses": {"soft": {"kind": "kl"}}}, {"name": "b", "losses": {"soft": 0.5}}]}})
+    weights = build_config({"distill": {"stages": [{"name": "a", "losses": {"soft": {"weight": 0.25}, "gold": 2}}]}}).distill.stages[0]
+    assert weights.weights() == {"soft": 0.25, "gold": 2.0}
+
+
+@pytest.mark.parametrize("distill", [
+    {"stages": [{"name": "l", "losses": {"layers": {"layer_map": {1: 9}}}}]},
+    {"layer_map": {1: 9}, "stages": [{"name": "l", "losses": {"layers": 1.0}}]},  # today's spelling
+])
+def test_a_loss_setting_naming_a_missing_teacher_layer_is_refused_before_the_run(tiny_teacher, sentiment_files, tmp_path, distill):
+    from conftest import tiny_run_config
+    from xdistil.checks import check_before_running
+
+    config = tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "run", distill=distill,
+                             student={"arch": "transformer", "encoder": "teacher", "layers": 1})
+    with pytest.raises(XDistilError, match=r"layer_map: 1 -> 9: the teacher's hidden states are 0-2"):
+        check_before_running(config)
+    assert not (tmp_path / "run").exists()

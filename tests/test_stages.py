@@ -64,7 +64,7 @@ def test_intermediate_layer_matching_is_refused_for_tagging_at_config_time():
     stages = [{"name": "layers", "losses": {"layers": 1.0}}]
     with pytest.raises(XDistilError, match="the 'layers' loss matches pooled text vectors: it is for classification"):
         build_config({"task": "tagging", "student": {"arch": "transformer"}, "distill": {"stages": stages}}, "run.yaml")
-    assert build_config({"student": {"arch": "transformer"}, "distill": {"stages": stages}}).distill.stages[0].losses == {"layers": 1.0}
+    assert build_config({"student": {"arch": "transformer"}, "distill": {"stages": stages}}).distill.stages[0].weights() == {"layers": 1.0}
 
 
 def test_each_stage_carries_its_losses_and_its_own_or_the_default_settings():

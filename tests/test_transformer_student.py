@@ -189,11 +189,12 @@ def test_intermediate_layers_are_matched_online_across_tokenizers(tiny_teacher, 
         evaluation={"baseline": False, "latency_batch_sizes": []},
     )
     config.distill.stages = [
-        config.distill.stages[0].model_copy(update={"name": "layers", "losses": {"layers": 1.0}, "epochs": 3, "monitor": "dev_loss"}),
+        config.distill.stages[0].model_copy(
+            update={"name": "layers", "losses": {"layers": {"weight": 1.0, "layer_map": {1: 1, 2: 2}}}, "epochs": 3, "monitor": "dev_loss"}
+        ),
         config.distill.stages[2],
     ]
     config.distill.lr = 1e-3
-    config.distill.layer_map = {1: 1, 2: 2}
     run = Run(config)
     metrics = run.run()
     layers = metrics["stages"]["student"][0]
@@ -201,9 +202,8 @@ def test_intermediate_layers_are_matched_online_across_tokenizers(tiny_teacher, 
     assert layers["epochs"][-1]["train_loss"] < layers["epochs"][0]["train_loss"]  # the student moves towards the teacher's layers
     from xdistil.distill.losses import LossContext, build_loss
 
-    config.distill.layer_map = {3: 1}
-    with pytest.raises(XDistilError, match=r"distill.layer_map: 3 -> 1 is out of range \(student layers 0-2, teacher layers 0-2\)"):
-        build_loss("layers", LossContext(24, 32, config.distill, student_layers=2, teacher_layers=2))
+    with pytest.raises(XDistilError, match=r"layer_map: 3 -> 1 is out of range \(student layers 0-2, teacher layers 0-2\)"):
+        build_loss("layers", LossContext(24, 32, config.distill, student_layers=2, teacher_layers=2), {"layer_map": {3: 1}})
     with pytest.raises(XDistilError, match="needs a student and a teacher with hidden layers"):
         build_loss("layers", LossContext(24, 32, config.distill, student_layers=None, teacher_layers=2))
 
@@ -214,12 +214,13 @@ def test_attention_relations_are_distilled_into_a_student_cut_from_the_teacher(t
         evaluation={"baseline": False, "latency_batch_sizes": []},
     )
     config.distill.stages = [
-        config.distill.stages[0].model_copy(update={"name": "attention", "losses": {"attention": 1.0}, "epochs": 3, "monitor": "dev_loss"}),
+        config.distill.stages[0].model_copy(update={
+            "name": "attention", "losses": {"attention": {"weight": 1.0, "relation_heads": 4, "layers": (0, 1)}}, "epochs": 3,
+            "monitor": "dev_loss",
+        }),
         config.distill.stages[2],
     ]
     config.distill.lr = 1e-3
-    config.distill.relation_heads = 4
-    config.distill.attention_layers = (0, 1)
     metrics = Run(config).run()
     attention = metrics["stages"]["student"][0]
     assert attention["name"] == "attention" and len(attention["epochs"]) == 3

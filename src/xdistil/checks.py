@@ -10,8 +10,8 @@ from xdistil.teacher.models import resolve_teacher
 
 
 def check_before_running(config: RunConfig) -> None:
-    """The teacher exists and its config reads; layer indices (teacher.layer, distill.layer_map,
-    distill.attention_layers) exist in it; the student family's own settings fit (e.g. kept layers)."""
+    """The teacher exists and its config reads; layer indices (teacher.layer, and any a loss's settings name, e.g. the
+    layers loss's layer_map) exist in it; the student family's own settings fit (e.g. kept layers)."""
     from transformers import AutoConfig
 
     source = resolve_teacher(config.teacher.model)
@@ -23,9 +23,9 @@ def check_before_running(config: RunConfig) -> None:
     if layers is not None:
         if config.teacher.layer is not None and not 0 <= config.teacher.layer <= layers:
             raise XDistilError(f"teacher.layer: {config.teacher.layer} is out of range; the teacher's hidden states are 0-{layers}")
-        for student_index, teacher_index in config.distill.layer_map.items():
-            if not 0 <= teacher_index <= layers:
-                raise XDistilError(f"distill.layer_map: {student_index} -> {teacher_index}: the teacher's hidden states are 0-{layers}")
-        if config.distill.attention_layers and not 0 <= config.distill.attention_layers[1] < layers:
-            raise XDistilError(f"distill.attention_layers: teacher layer {config.distill.attention_layers[1]} does not exist (0-{layers - 1})")
+        for settings in config.distill.loss_settings().values():
+            try:
+                settings.check_teacher(layers)
+            except ValueError as err:
+                raise XDistilError(f"distill.stages: {err}") from None
     family(config.student.arch).preflight(config.student, teacher_config)

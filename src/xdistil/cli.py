@@ -113,7 +113,7 @@ def run(
     overwrite: Overwrite = False,
 ) -> None:
     """Run the whole pipeline from a config file, from flags alone, or both."""
-    from xdistil.config import build_config, config_to_dict
+    from xdistil.config import build_config, config_to_dict, with_family
 
     if config:  # before the config is validated (that imports torch); flags alone are checked below, once `out` is known
         _refuse_if_in_use(out if out is not None else _config_out(config))
@@ -134,9 +134,7 @@ def run(
     elif train is not None and any(s.lower() in TAGGED_SUFFIXES for s in train.suffixes):
         values["task"] = "tagging"  # a CoNLL file holds tags, never text labels
     if student is not None and student != values.get("student", {}).get("arch", "bilstm"):
-        values["student"] = {"arch": student}  # another family: its own settings and schedule, from their defaults
-        for key in ("stages", "lr", "batch_size"):
-            values.get("distill", {}).pop(key, None)
+        values = with_family(values, student)  # another family: its own settings and schedule, from their defaults
     for key, value in (("layers", student_layers), ("encoder", student_encoder)):
         if value is not None:
             values.setdefault("student", {})[key] = value

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_serializer, field_validator, model_validator
 
 from xdistil.errors import XDistilError
 from xdistil.atomic import atomic_write_text
@@ -119,10 +119,11 @@ def _student_settings(values: Any) -> StudentSettings:
 
 
 class StageConfig(_Strict):
-    """One distillation stage as data: which losses, on which data, which layer groups train."""
+    """One distillation stage as data: which losses (each with its weight and its own settings), on which data,
+    which layer groups train."""
 
     name: str
-    losses: dict[str, float]
+    losses: dict[str, Any] = Field(description="loss name -> weight, or -> {weight: ..., and the loss's own settings}")
     data: Literal["transfer", "labeled"] = "transfer"
     train: list[str] | Literal["all"] = Field("all", description="layer groups that train (names from the student family)")
     unfreeze: Literal["none", "gradual"] = "none"
@@ -132,14 +133,32 @@ class StageConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> StageConfig:
-        from xdistil.distill.losses import LOSSES  # the registry: torch only when a config is built
+        from xdistil.distill.losses import loss_settings  # the registry: torch only when a config is built
 
-        for name in self.losses:
-            if name not in LOSSES:
-                raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
         if not self.losses:
             raise ValueError("a stage needs at least one loss")
+        for name, value in list(self.losses.items()):
+            try:
+                self.losses[name] = loss_settings(name, value)  # each loss validates its own settings
+            except ValidationError as err:
+                problem = err.errors()[0]
+                where = ".".join(str(p) for p in problem["loc"])
+                raise ValueError(f"loss {name!r}: {where + ': ' if where else ''}{problem['msg']}") from None
         return self
+
+    @field_serializer("losses")
+    def _dump_losses(self, losses: dict[str, Any]) -> dict[str, Any]:
+        """A loss at its default settings is written as its bare weight (today's spelling)."""
+        def dumped(value: Any) -> Any:
+            if not hasattr(value, "own"):
+                return value
+            return value.weight if value.own() == type(value)().own() else value.model_dump(mode="json")
+
+        return {name: dumped(value) for name, value in losses.items()}
+
+    def weights(self) -> dict[str, float]:
+        """Each loss's weight in the stage's sum."""
+        return {name: float(getattr(value, "weight", value)) for name, value in self.losses.items()}
 
 
 def paper_schedule() -> list[StageConfig]:
@@ -160,22 +179,64 @@ class DistillConfig(_Strict):
     epochs: int = Field(6, ge=1)
     patience: int = Field(3, ge=1)
     restart_epochs: int = Field(0, ge=0, description="cosine warm-restart period in epochs; 0 = one cosine cycle")
-    temperature: float = Field(1.0, gt=0)
-    soft_loss: Literal["mse", "kl"] = "mse"
-    representation_loss: Literal["mse", "cosine"] = "mse"
-    layer_map: dict[int, int] = Field(
-        default_factory=dict, description="'layers' loss: student hidden-state index -> teacher's (0 = embeddings); empty: same relative depth"
-    )
-    attention_layers: tuple[int, int] | None = Field(
-        None, description="'attention' loss: [student layer, teacher layer], 0-based; default the last layer of each"
-    )
-    relation_heads: int = Field(12, ge=1, description="'attention' loss: relation heads the layers' widths are split into")
     grad_clip: float = Field(5.0, gt=0)
     monitor: Literal["dev_loss", "dev_score"] = Field("dev_score", description="dev_score: accuracy, or entity F1 for tagging")
     seed: int | None = Field(None, description="seed of the student's initialisation and batch order; default the run's seed")
     transfer_limit: int | None = Field(
         None, ge=0, description="use only the first N unlabeled transfer texts of the cache (0: the labeled texts alone)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_loss_settings(cls, values: Any) -> Any:
+        """Today's spelling (`distill.temperature: 2`, `distill.soft_loss: kl`, ...) still reads: each such key
+        becomes that loss's own setting in every stage that uses the loss (unless the stage sets it itself)."""
+        if not isinstance(values, dict):
+            return values
+        from xdistil.distill.losses import LEGACY_KEYS
+
+        legacy = {key: values[key] for key in LEGACY_KEYS if key in values}
+        if not legacy:
+            return values
+        values = {k: v for k, v in values.items() if k not in legacy}
+        stages = values.get("stages")
+        stages = [s.model_dump() for s in paper_schedule()] if stages is None else stages
+        updated = []
+        for stage in stages:
+            stage = stage.model_dump() if isinstance(stage, BaseModel) else dict(stage) if isinstance(stage, dict) else stage
+            if isinstance(stage, dict) and isinstance(stage.get("losses"), dict):
+                losses = {}
+                for name, entry in stage["losses"].items():
+                    entry = entry.model_dump() if isinstance(entry, BaseModel) else entry
+                    own = {setting: legacy[key] for key, (loss, setting) in LEGACY_KEYS.items() if key in legacy and loss == name}
+                    if own:
+                        entry = {**own, **({"weight": entry} if not isinstance(entry, dict) else entry)}
+                    losses[name] = entry
+                stage = {**stage, "losses": losses}
+            updated.append(stage)
+        return {**values, "stages": updated}
+
+    @model_validator(mode="after")
+    def _one_setting_per_loss(self) -> DistillConfig:
+        """A loss is one object across the schedule (a learned projection carries from stage to stage), so every
+        stage that uses it must give it the same settings (weights may differ)."""
+        from xdistil.distill.losses import loss_settings
+
+        first: dict[str, tuple[str, dict]] = {}
+        for stage in self.stages:
+            for name, settings in stage.losses.items():
+                own = loss_settings(name, settings).own()
+                seen = first.setdefault(name, (stage.name, own))
+                if seen[1] != own:
+                    raise ValueError(f"loss {name!r} has other settings in stage {stage.name!r} ({own}) than in stage {seen[0]!r} "
+                                     f"({seen[1]}); a loss is one object across the schedule - give it the same settings in every stage")
+        return self
+
+    def loss_settings(self) -> dict[str, Any]:
+        """Each loss the schedule uses, with its settings (the same in every stage)."""
+        from xdistil.distill.losses import loss_settings
+
+        return {name: loss_settings(name, value) for stage in self.stages for name, value in stage.losses.items()}
 
 
 class EvaluationConfig(_Strict):
@@ -376,6 +437,18 @@ def config_out(path: str | Path) -> Path | None:
     except XDistilError:
         return None
     return out if out.is_absolute() else path.parent.resolve() / out
+
+
+# the `distill` keys a student family may set for itself (`StudentSettings.distill_defaults`); switching family drops them
+FAMILY_DISTILL_KEYS = ("stages", "lr", "batch_size")
+
+
+def with_family(values: dict[str, Any], arch: str, **settings: Any) -> dict[str, Any]:
+    """Config values for another student family: its own settings (defaults, or `settings`), and the `distill`
+    keys families set dropped, so validation fills them from the family's defaults (`RunConfig._family_defaults`,
+    the one place they are resolved)."""
+    distill = {k: v for k, v in (values.get("distill") or {}).items() if k not in FAMILY_DISTILL_KEYS}
+    return {**values, "student": {"arch": arch, **settings}, "distill": distill}
 
 
 def load_config(path: str | Path) -> RunConfig:

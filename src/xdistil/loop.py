@@ -101,7 +101,7 @@ def fit(
 
     `parameters` may be torch parameter groups (dicts with their own "lr"); others use `settings.lr`.
     `train_batches` is re-iterated every epoch (a DataLoader whose sampler reshuffles);
-    `evaluate` returns (dev loss, dev accuracy or None) with the model in eval mode.
+    `evaluate` returns (dev loss, the dev score or None) with the model in eval mode.
     A non-finite loss stops the stage with a one-line error after restoring the best weights.
     """
     groups = list(parameters) if parameters and isinstance(parameters[0], dict) else [{"params": list(parameters)}]
@@ -165,8 +165,8 @@ def fit(
             dev_loss, dev_score = distributed.from_main(evaluate())  # every process decides alike
             record = EpochRecord(epoch, running / max(count, 1), dev_loss, dev_score, time.perf_counter() - started)
             history.epochs.append(record)
-            accuracy = f", dev {settings.score_name} {dev_score:.4f}" if dev_score is not None else ""
-            log(f"{settings.name} epoch {epoch}: train loss {record.train_loss:.4f}, dev loss {dev_loss:.4f}{accuracy} ({record.seconds:.0f}s)")
+            score = f", dev {settings.score_name} {dev_score:.4f}" if dev_score is not None else ""
+            log(f"{settings.name} epoch {epoch}: train loss {record.train_loss:.4f}, dev loss {dev_loss:.4f}{score} ({record.seconds:.0f}s)")
             score = _score(settings.monitor, dev_loss, dev_score)
             if best_score is None or score > best_score:
                 best_score, stale, history.best_epoch = score, 0, epoch

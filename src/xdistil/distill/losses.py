@@ -5,18 +5,21 @@ Each loss is called as `loss(student_out, batch, mask=None)` where `student_out`
 (N, T), when given, selects the real positions of token-level outputs, so padding and
 ignored pieces never contribute. Each returns a scalar mean over the selected examples.
 
-A loss is built by `build(context)` from the widths it connects and the distillation settings it
-reads (`distill.soft_loss`, `distill.temperature`, ...). Adding a loss is one class with
-`@register_loss("name")`; stage configs accept exactly the registered names.
+A loss is built by `build(context)` from the widths it connects and its own settings (`context.own`):
+each loss declares them in a small settings class (`settings_class`, a `LossSettings` with the stage's
+`weight` and the loss's keys, e.g. `kind` and `temperature` for `soft`), which validates a stage's
+`losses: {soft: {weight: 1, kind: kl, temperature: 2}}`; a bare number is the weight with default settings.
+Adding a loss is one class with `@register_loss("name")`; stage configs accept exactly the registered names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn import functional as F
 
@@ -27,11 +30,25 @@ from xdistil.teacher.inference import pool
 from xdistil.text import IGNORE
 
 
+class LossSettings(BaseModel):
+    """One loss's settings in a stage: its weight in the stage's sum, and (in a subclass) the loss's own keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    weight: float = Field(1.0, ge=0, description="the loss's weight in the stage's sum")
+
+    def own(self) -> dict:
+        """The loss's own settings, without the weight (they must agree in every stage that uses the loss)."""
+        return self.model_dump(mode="json", exclude={"weight"})
+
+    def check_teacher(self, hidden_layers: int) -> None:
+        """Refuse (ValueError) a setting that names a layer the teacher does not have; checked before a run starts."""
+
+
 @dataclass(frozen=True)
 class LossContext:
     """What a loss may be built from: the student's and teacher's representation widths, the run's
-    distillation settings (a `DistillConfig`), and, where known, the layer counts of both encoders
-    (a student's representation then has its encoder's width)."""
+    distillation settings (a `DistillConfig`), where known the layer counts of both encoders (a student's
+    representation then has its encoder's width), and the loss's own settings (`own`)."""
 
     student_dim: int
     teacher_dim: int
@@ -40,6 +57,7 @@ class LossContext:
     teacher_layers: int | None = None
     student: nn.Module | None = None  # the models themselves, for losses that hook into their layers
     teacher: nn.Module | None = None
+    own: LossSettings | None = None  # set by build_loss: the loss's settings_class, from the stage's config
 
 
 class DistillLoss(nn.Module):
@@ -50,6 +68,7 @@ class DistillLoss(nn.Module):
     """
 
     needs_teacher: ClassVar[bool] = False
+    settings_class: ClassVar[type[LossSettings]] = LossSettings
 
     @classmethod
     def build(cls, context: LossContext) -> DistillLoss:
@@ -77,11 +96,29 @@ def needs_teacher(losses: list[str] | set[str]) -> bool:
     return any(LOSSES[name].needs_teacher for name in losses)
 
 
-def build_loss(name: str, context: LossContext) -> DistillLoss:
-    """The loss object for a stage's loss name."""
+def loss_settings(name: str, value: Any) -> LossSettings:
+    """A stage's entry for loss `name` (a weight, a mapping of its settings, or settings) as its settings object."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
-    return LOSSES[name].build(context)
+    cls = LOSSES[name].settings_class
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, LossSettings):
+        value = value.model_dump()
+    return cls.model_validate({"weight": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else value)
+
+
+def build_loss(name: str, context: LossContext, settings: Any = None) -> DistillLoss:
+    """The loss object for a stage's loss name, with its settings (default: the loss's defaults)."""
+    own = loss_settings(name, 1.0 if settings is None else settings)
+    return LOSSES[name].build(replace(context, own=own))
+
+
+# today's spelling of loss settings in the `distill` section: key -> (loss, its settings key); still read
+LEGACY_KEYS = {
+    "soft_loss": ("soft", "kind"), "temperature": ("soft", "temperature"), "representation_loss": ("representation", "kind"),
+    "layer_map": ("layers", "layer_map"), "attention_layers": ("attention", "layers"), "relation_heads": ("attention", "relation_heads"),
+}
 
 
 def _select(tensor: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -103,6 +140,11 @@ class HardLoss(DistillLoss):
         return F.cross_entropy(logits.float(), target)
 
 
+class SoftSettings(LossSettings):
+    kind: Literal["mse", "kl"] = Field("mse", description="mse on raw logits (the paper) or kl at the temperature")
+    temperature: float = Field(1.0, gt=0, description="kl: the softmax temperature of both sides")
+
+
 @register_loss("soft")
 class SoftLoss(DistillLoss):
     """Match the teacher's logits: MSE on raw logits (the paper) or KL at a temperature (Hinton et al.).
@@ -110,6 +152,8 @@ class SoftLoss(DistillLoss):
     Inputs: student logits; batch["teacher_logits"]. KL is scaled by T^2 so its gradient size does
     not depend on the temperature.
     """
+
+    settings_class = SoftSettings
 
     def __init__(self, kind: str = "mse", temperature: float = 1.0):
         super().__init__()
@@ -120,8 +164,8 @@ class SoftLoss(DistillLoss):
 
     @classmethod
     def build(cls, context: LossContext) -> SoftLoss:
-        """Reads `distill.soft_loss` and `distill.temperature`."""
-        return cls(context.settings.soft_loss, context.settings.temperature)
+        """Reads its `kind` and `temperature`."""
+        return cls(context.own.kind, context.own.temperature)
 
     def forward(self, out, batch: dict, mask: torch.Tensor | None = None) -> torch.Tensor:
         student = _select(out.logits, mask).float()
@@ -130,6 +174,10 @@ class SoftLoss(DistillLoss):
             return F.mse_loss(student, teacher)
         t = self.temperature
         return F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), log_target=True, reduction="batchmean") * t * t
+
+
+class RepresentationSettings(LossSettings):
+    kind: Literal["mse", "cosine"] = Field("mse", description="mse, or 1 - cosine similarity")
 
 
 @register_loss("representation")
@@ -141,6 +189,8 @@ class RepresentationLoss(DistillLoss):
     part of the exported student.
     """
 
+    settings_class = RepresentationSettings
+
     def __init__(self, student_dim: int, teacher_dim: int, kind: str = "mse"):
         super().__init__()
         if kind not in ("mse", "cosine"):
@@ -150,8 +200,8 @@ class RepresentationLoss(DistillLoss):
 
     @classmethod
     def build(cls, context: LossContext) -> RepresentationLoss:
-        """Reads `distill.representation_loss`; projects the student's width to the teacher's."""
-        return cls(context.student_dim, context.teacher_dim, context.settings.representation_loss)
+        """Reads its `kind`; projects the student's width to the teacher's."""
+        return cls(context.student_dim, context.teacher_dim, context.own.kind)
 
     def forward(self, out, batch: dict, mask: torch.Tensor | None = None) -> torch.Tensor:
         student = self.projection(_select(out.representation, mask).float())
@@ -166,10 +216,21 @@ def uniform_layer_map(student_layers: int, teacher_layers: int) -> dict[int, int
     return {i: round(i * teacher_layers / student_layers) for i in range(1, student_layers + 1)}
 
 
+class LayersSettings(LossSettings):
+    layer_map: dict[int, int] = Field(
+        default_factory=dict, description="student hidden-state index -> teacher's (0 = embeddings); empty: same relative depth"
+    )
+
+    def check_teacher(self, hidden_layers: int) -> None:
+        for student_index, teacher_index in self.layer_map.items():
+            if not 0 <= teacher_index <= hidden_layers:
+                raise ValueError(f"the layers loss's layer_map: {student_index} -> {teacher_index}: the teacher's hidden states are 0-{hidden_layers}")
+
+
 @register_loss("layers")
 class LayerMatchLoss(DistillLoss):
     """Intermediate-layer matching: MSE between student layer i and teacher layer j for each pair of
-    `distill.layer_map` (hidden-state indices, 0 = embeddings; empty: every student layer to the
+    its `layer_map` (hidden-state indices, 0 = embeddings; empty: every student layer to the
     teacher layer at the same relative depth), each side mean-pooled over its own real tokens, so the
     two may use different tokenizers; a learned projection per pair when widths differ (not exported).
 
@@ -182,6 +243,7 @@ class LayerMatchLoss(DistillLoss):
     """
 
     needs_teacher = True
+    settings_class = LayersSettings
 
     def __init__(self, layer_map: dict[int, int], student_dim: int, teacher_dim: int):
         super().__init__()
@@ -192,14 +254,14 @@ class LayerMatchLoss(DistillLoss):
 
     @classmethod
     def build(cls, context: LossContext) -> LayerMatchLoss:
-        """Reads `distill.layer_map`; needs the student's hidden states (a transformer student)."""
+        """Reads its `layer_map`; needs the student's hidden states (a transformer student)."""
         if context.student_layers is None or context.teacher_layers is None:
             raise XDistilError("the 'layers' loss needs a student and a teacher with hidden layers (student.arch: transformer)")
-        layer_map = context.settings.layer_map or uniform_layer_map(context.student_layers, context.teacher_layers)
+        layer_map = context.own.layer_map or uniform_layer_map(context.student_layers, context.teacher_layers)
         for i, j in layer_map.items():
             if not (0 <= int(i) <= context.student_layers and 0 <= int(j) <= context.teacher_layers):
                 raise XDistilError(
-                    f"distill.layer_map: {i} -> {j} is out of range (student layers 0-{context.student_layers}, "
+                    f"the layers loss's layer_map: {i} -> {j} is out of range (student layers 0-{context.student_layers}, "
                     f"teacher layers 0-{context.teacher_layers})"
                 )
         return cls(layer_map, context.student_dim, context.teacher_dim)
@@ -215,12 +277,21 @@ class LayerMatchLoss(DistillLoss):
         return total / len(self.layer_map)
 
 
+class AttentionSettings(LossSettings):
+    layers: tuple[int, int] | None = Field(None, description="[student layer, teacher layer], 0-based; default the last layer of each")
+    relation_heads: int = Field(12, ge=1, description="relation heads the layers' widths are split into")
+
+    def check_teacher(self, hidden_layers: int) -> None:
+        if self.layers is not None and not 0 <= self.layers[1] < hidden_layers:
+            raise ValueError(f"the attention loss's layers: teacher layer {self.layers[1]} does not exist (0-{hidden_layers - 1})")
+
+
 @register_loss("attention")
 class AttentionRelationLoss(DistillLoss):
     """MiniLM-v2 style self-attention relation matching between one student layer and one teacher layer
-    (`distill.attention_layers`: [student layer, teacher layer], 0-based; default the last of each): for
+    (its `layers`: [student layer, teacher layer], 0-based; default the last of each): for
     queries, keys and values, KL(teacher || student) between their position-to-position relations in
-    `distill.relation_heads` relation heads, so head counts and widths may differ.
+    `relation_heads` relation heads, so head counts and widths may differ.
 
     Inputs: the query/key/value outputs of both layers, captured by forward hooks during the student's
     forward and the teacher's (run on each batch); batch["lengths"]. Relations compare positions, so
@@ -231,6 +302,7 @@ class AttentionRelationLoss(DistillLoss):
     """
 
     needs_teacher = True
+    settings_class = AttentionSettings
 
     def __init__(self, student_layer: nn.Module, teacher_layer: nn.Module, heads: int):
         super().__init__()
@@ -239,17 +311,17 @@ class AttentionRelationLoss(DistillLoss):
 
     @classmethod
     def build(cls, context: LossContext) -> AttentionRelationLoss:
-        """Reads `distill.attention_layers` and `distill.relation_heads`."""
+        """Reads its `layers` and `relation_heads`."""
         if context.student is None or context.teacher is None or context.student_layers is None:
             raise XDistilError("the 'attention' loss needs a transformer student (student.arch: transformer) and its teacher")
         student_layers, teacher_layers = encoder_layers(context.student), encoder_layers(context.teacher)
-        i, j = context.settings.attention_layers or (len(student_layers) - 1, len(teacher_layers) - 1)
+        i, j = context.own.layers or (len(student_layers) - 1, len(teacher_layers) - 1)
         if not (0 <= i < len(student_layers) and 0 <= j < len(teacher_layers)):
             raise XDistilError(
-                f"distill.attention_layers: [{i}, {j}] is out of range (student layers 0-{len(student_layers) - 1}, "
+                f"the attention loss's layers: [{i}, {j}] is out of range (student layers 0-{len(student_layers) - 1}, "
                 f"teacher layers 0-{len(teacher_layers) - 1})"
             )
-        return cls(student_layers[i], teacher_layers[j], context.settings.relation_heads)
+        return cls(student_layers[i], teacher_layers[j], context.own.relation_heads)
 
     def release(self) -> None:
         for capture in self.captures:

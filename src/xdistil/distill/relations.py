@@ -60,7 +60,7 @@ def relations(vectors: torch.Tensor, heads: int, mask: torch.Tensor) -> torch.Te
     each relation head; padding positions are never attended to."""
     batch, length, width = vectors.shape
     if width % heads:
-        raise XDistilError(f"distill.relation_heads: {heads} does not divide a width of {width}")
+        raise XDistilError(f"the attention loss's relation_heads: {heads} does not divide a width of {width}")
     split = vectors.float().view(batch, length, heads, width // heads).transpose(1, 2)
     scores = split @ split.transpose(-1, -2) / math.sqrt(width // heads)
     scores = scores.masked_fill(~mask.bool()[:, None, None, :], float("-inf"))

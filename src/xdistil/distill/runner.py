@@ -166,7 +166,8 @@ def run_stages(model: Student, stages: list[Stage], data: StageData, setup: Trai
     config, accelerator, seed = setup.config, setup.accelerator, setup.seed
     teacher_layers = setup.teacher.config.num_hidden_layers if setup.teacher is not None else None
     context = LossContext(model.representation_dim, setup.teacher_dim, config, model.hidden_layers, teacher_layers, model, setup.teacher)
-    losses = {name: build_loss(name, context).to(accelerator.device) for name in sorted({n for s in stages for n in s.losses})}
+    own = config.loss_settings()  # each loss's settings, the same in every stage (a gold-only baseline: the defaults)
+    losses = {name: build_loss(name, context, own.get(name)).to(accelerator.device) for name in sorted({n for s in stages for n in s.losses})}
     histories: list[StageHistory] = []
     for index, stage in enumerate(stages):
         done = checkpoints.load(index, stage)
@@ -215,8 +216,8 @@ def run_stages(model: Student, stages: list[Stage], data: StageData, setup: Trai
         )
         history = fit(model, trainable, lambda batch: stage_loss(model(batch), batch), loader, evaluate, settings, accelerator, extra)
         best = history.epochs[history.best_epoch - 1]
-        accuracy = f", dev {history.score_name} {best.dev_score:.4f}" if best.dev_score is not None else ""
-        log(f"stage {stage.name}: best epoch {history.best_epoch}/{len(history.epochs)}, dev loss {best.dev_loss:.4f}{accuracy}")
+        score = f", dev {history.score_name} {best.dev_score:.4f}" if best.dev_score is not None else ""
+        log(f"stage {stage.name}: best epoch {history.best_epoch}/{len(history.epochs)}, dev loss {best.dev_loss:.4f}{score}")
         checkpoints.save(index, stage, _state(model, losses), history)
         histories.append(history)
     for loss in losses.values():

@@ -15,7 +15,7 @@ class Stage:
     """One pass of the training loop: its losses, data, trainable groups and optimisation settings."""
 
     name: str
-    losses: dict[str, float]
+    losses: dict[str, float]  # each loss's weight in the stage's sum (the losses' own settings: DistillConfig.loss_settings)
     data: str
     groups: tuple[str, ...]
     epochs: int
@@ -44,14 +44,14 @@ def expand_stages(config: DistillConfig, layer_groups: Sequence[str]) -> list[St
         lr = spec.lr or config.lr
         monitor = spec.monitor or config.monitor
         if spec.unfreeze == "none":
-            stages.append(Stage(spec.name, dict(spec.losses), spec.data, groups, epochs, lr, monitor))
+            stages.append(Stage(spec.name, spec.weights(), spec.data, groups, epochs, lr, monitor))
             continue
         deepest = max(top_down.index(g) for g in groups)
         for depth in range(deepest, len(top_down)):
             step_groups = tuple(dict.fromkeys(groups + top_down[: depth + 1]))
             step_groups = tuple(g for g in top_down if g in step_groups)
             label = f"{spec.name}[{'+'.join(step_groups)}]"
-            stages.append(Stage(label, dict(spec.losses), spec.data, step_groups, epochs, lr, monitor))
+            stages.append(Stage(label, spec.weights(), spec.data, step_groups, epochs, lr, monitor))
     return stages
 
 
