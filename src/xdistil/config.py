@@ -203,7 +203,7 @@ class DistillConfig(_Strict):
         stages = [s.model_dump() for s in paper_schedule()] if stages is None else stages
         updated = []
         for stage in stages:
-            stage = stage.model_dump() if isinstance(stage, BaseModel) else dict(stage) if isinstance(stage, dict) else stage
+            stage = stage.model_dump() if isinstance(stage, BaseModel) else stage  # a copy is made below, where one is changed
             if isinstance(stage, dict) and isinstance(stage.get("losses"), dict):
                 losses = {}
                 for name, entry in stage["losses"].items():
