@@ -26,6 +26,14 @@ def pad_ids(sequences: Sequence[np.ndarray], pad_id: int) -> tuple[np.ndarray, n
     return ids, lengths
 
 
+def word_index(sentences: Sequence) -> np.ndarray:
+    """(sentences, most words) int64: each word's first-piece position in its sentence's ids (0 past the last word)."""
+    index = np.zeros((len(sentences), max(len(e) for e in sentences)), dtype=np.int64)
+    for row, sentence in enumerate(sentences):
+        index[row, : len(sentence)] = sentence.starts
+    return index
+
+
 class Predictor:
     """`predict(items)` / `predict_proba(items)` for a task: texts for a per-text task, sentences (word lists, or
     whitespace-split strings) for a per-word one. Subclasses set the attributes below and give `_forward`."""
@@ -60,11 +68,8 @@ class Predictor:
         out: list[np.ndarray] = []
         for start in range(0, len(encoded), batch_size):
             part = encoded[start : start + batch_size]
-            index = np.zeros((len(part), max(len(e) for e in part)), dtype=np.int64)
-            for row, sentence in enumerate(part):
-                index[row, : len(sentence)] = sentence.starts
             ids, lengths = pad_ids([self.lookup[np.asarray(e.ids, dtype=np.int64)] for e in part], self.pad_id)
-            probs = softmax(self._forward(ids, lengths, index))
+            probs = softmax(self._forward(ids, lengths, word_index(part)))
             out.extend(probs[row, : len(e)] for row, e in enumerate(part))
         return out
 

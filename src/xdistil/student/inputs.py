@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from xdistil.predictor import pad_ids
+from xdistil.predictor import pad_ids, word_index
 from xdistil.student.vocab import PrunedVocab
 from xdistil.text import EncodedSentence
 
@@ -38,11 +38,7 @@ def batch_inputs(sequences: Sequence[np.ndarray], pad_id: int) -> dict[str, torc
 
 
 def word_batch(sentences: Sequence[EncodedSentence], vocab: PrunedVocab) -> dict[str, torch.Tensor]:
-    """A per-word student batch of encoded sentences: inputs plus each word's first-piece position."""
+    """A per-word student batch of encoded sentences: inputs plus each word's first-piece position (the predictor's layout)."""
     batch = batch_inputs([vocab.encode(s.ids) for s in sentences], vocab.pad_id)
-    word_index = torch.zeros((len(sentences), max(len(s) for s in sentences)), dtype=torch.long)
-    for row, sentence in enumerate(sentences):
-        word_index[row, : len(sentence)] = torch.from_numpy(sentence.starts.astype(np.int64))
-    batch["word_index"] = word_index
+    batch["word_index"] = torch.from_numpy(word_index(sentences))
     return batch
-
