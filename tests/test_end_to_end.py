@@ -156,14 +156,13 @@ def test_a_run_that_failed_before_any_step_accepts_a_corrected_config(tiny_teach
 def test_an_already_fine_tuned_teacher_is_used_as_it_is(finished, tiny_teacher, sentiment_files, tmp_path):
     _, out, metrics = finished
     as_is = tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "as_is", teacher={"model": str(out / "teacher"), "finetune": False})
-    run = Run(as_is)
-    run.run(until="annotate")
+    made = Run(as_is).execute(until="annotate")
     import numpy as np
 
-    test_logits = run.annotation.caches["test"].load().logits
-    accuracy = float((test_logits.argmax(1) == np.asarray(run.data.corpus.test.labels)).mean())
+    test_logits = made.annotation.caches["test"].load().logits
+    accuracy = float((test_logits.argmax(1) == np.asarray(made.data.corpus.test.labels)).mean())
     assert accuracy == pytest.approx(metrics["teacher"]["accuracy"])
-    assert not run.teacher.history  # nothing was trained
+    assert not made.teacher.history  # nothing was trained
 
 
 def test_a_teacher_with_other_labels_is_refused_when_used_as_is(finished, tmp_path):
@@ -211,8 +210,8 @@ def test_a_lower_precision_teacher_annotates_close_to_fp32(finished, tiny_teache
     run = Run(tiny_run_config(tiny_teacher, sentiment_files, copy, transfer={"chunk_size": 64, "batch_size": 32,
                                                                            "teacher_precision": precision}))
     teacher_files = _stamps(copy / "teacher")
-    low = run.annotation.caches["test"].load().logits
-    high = Run(tiny_run_config(tiny_teacher, sentiment_files, out)).annotation.caches["test"].load().logits
+    low = run.execute(until="annotate").annotation.caches["test"].load().logits
+    high = Run(tiny_run_config(tiny_teacher, sentiment_files, out)).execute(until="annotate").annotation.caches["test"].load().logits
     assert _stamps(copy / "teacher") == teacher_files  # the same fine-tuned teacher, converted only to annotate
     assert json.loads((copy / "cache" / "test" / "manifest.json").read_text())["precision"].startswith(f"{precision}: ")
     assert not np.array_equal(low, high)  # really another arithmetic

@@ -137,10 +137,9 @@ def test_transformer_student_with_more_layers_than_its_encoder_fails_early(tmp_p
 def test_a_vocabulary_smaller_than_the_embedding_width_still_trains(tiny_teacher, sentiment_files, tmp_path):
     config = tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "wide", student={"emb_dim": 400, "hidden": 8},
                              evaluation={"baseline": False, "latency_batch_sizes": []})
-    run = Run(config)
-    run.run(until="distill")
-    assert len(run.vocab) < 400
-    assert run.student.model.embedding.weight.shape == (len(run.vocab), 400)
+    made = Run(config).execute(until="distill")
+    assert len(made.vocab) < 400
+    assert made.student.model.embedding.weight.shape == (len(made.vocab), 400)
 
 
 # ---- tamper-evident students ----

@@ -121,12 +121,12 @@ def test_a_transformer_student_with_its_own_tokenizer_runs_end_to_end(task, tiny
         **overrides,
     )
     config.distill.lr = 2e-3
-    run = Run(config)
-    metrics = run.run()
+    made = Run(config).execute()
+    metrics = made.metrics
     primary = metrics["primary_metric"]
     assert metrics["run"]["student_arch"] == "transformer"
     # the student read its own token ids, cached beside the teacher's, row for row and word for word
-    teacher_rows, student_rows = run.annotation.caches["transfer"].load(), run.inputs["transfer"].load()
+    teacher_rows, student_rows = made.annotation.caches["transfer"].load(), made.student_caches["transfer"].load()
     assert len(teacher_rows) == len(student_rows) and any(not np.array_equal(a, b) for a, b in zip(teacher_rows.ids, student_rows.ids))
     if task == "tagging":
         assert [len(s) for s in teacher_rows.starts] == [len(s) for s in student_rows.starts]
@@ -195,8 +195,7 @@ def test_intermediate_layers_are_matched_online_across_tokenizers(tiny_teacher, 
         config.distill.stages[2],
     ]
     config.distill.lr = 1e-3
-    run = Run(config)
-    metrics = run.run()
+    metrics = Run(config).run()
     layers = metrics["stages"]["student"][0]
     assert layers["name"] == "layers" and len(layers["epochs"]) == 3
     assert layers["epochs"][-1]["train_loss"] < layers["epochs"][0]["train_loss"]  # the student moves towards the teacher's layers

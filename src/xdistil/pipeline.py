@@ -1,9 +1,9 @@
-"""The whole job as one chain of cached steps: data -> teacher -> transfer set -> student -> evaluation -> export.
+"""The whole job as one chain of steps: data -> teacher -> transfer set -> student -> evaluation -> export.
 
-Each step keeps its result in the run folder, tagged with a fingerprint of everything it depends on,
-so re-running the same config resumes where a killed run stopped, and a changed config redoes only
-the steps whose inputs changed (the log says which, and why). Each step returns what it made. What differs between tasks is
-asked of the task object (`tasks/`), what differs between students of the student family (`student/`).
+Each step is a method that takes what it reads and returns what it made; `execute` calls them in order and names
+what writes to the run folder at the call. A step keeps its result in the run folder, tagged with a fingerprint of
+everything it depends on, so the same config resumes a killed run and a changed one redoes only the steps whose
+inputs changed (the log says which, and why). Task differences live in `tasks/`, student differences in `student/`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 import weakref
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -57,8 +57,24 @@ class Data:
     fingerprint: str
 
 
+@dataclass
+class RunOutputs:
+    """What a run made, step by step (what benchmarks and tests read); a step not reached is None."""
+
+    data: Data
+    tokenizer: Any  # the teacher's
+    teacher: Teacher
+    transfer: TransferStream | None = None
+    annotation: Annotation | None = None  # the teacher's caches
+    student_caches: dict[str, TransferCache] | None = None  # the same rows with the student's token ids
+    vocab: PrunedVocab | None = None
+    student: Trained | None = None
+    baseline: Trained | None = None  # the same student on the gold labels alone, when configured
+    metrics: dict | None = None
+
+
 class Run:
-    """One run folder. Properties compute a step on first use, or load it when the folder already has it."""
+    """One run folder: its config, devices, lock and timings; the steps are its methods."""
 
     def __init__(self, config: RunConfig, overwrite: bool = False):
         self.config = config = absolute_paths(config, Path.cwd())  # the saved config reproduces the run from any directory
@@ -69,7 +85,7 @@ class Run:
         # under `accelerate launch`/`torchrun` this joins the other processes (gloo on CPUs): see distributed.py
         cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
         self.accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
-        # the main process holds the folder's lock until run() returns, close(), or the Run is gone; the others get the previous config
+        # the main process holds the folder's lock until execute() returns, close(), or the Run is gone; the others get the previous config
         locks: list = []
         self.previous = distributed.on_main(lambda: prepare_folder(self.out, config, overwrite, keep_lock=locks.append))
         self.close = weakref.finalize(self, locks[0].release) if locks else lambda: None
@@ -85,162 +101,149 @@ class Run:
         self.timings[step] = round(self.timings.get(step, 0.0) + time.perf_counter() - started, 2)
 
     # ---- data ----
-    @cached_property
-    def data(self) -> Data:
+    def read_data(self) -> Data:
         enter_step("reading the data")
         corpus = self.task.load_corpus(self.config.data)
-        data_fp = corpus.fingerprint(self.config.task)
-        distributed.on_main(lambda: record_data(self.out, data_fp, corpus, self.config.data.transfer_overlap))
-        return Data(corpus, data_fp)
+        return Data(corpus, corpus.fingerprint(self.config.task))
 
-    @cached_property
-    def tokenizer(self):
-        return load_tokenizer(self.config.teacher.model)
+    def transfer_stream(self, corpus: Corpus, tokenizer) -> TransferStream:
+        """Train texts, then the unlabeled transfer set and its augmentations, as the task reads them."""
+        config = self.config
+        return TransferStream(corpus, config.transfer.augment, config.seed, lambda: tokenizer.mask_token or "[MASK]",
+                              lambda texts: self.task.unlabeled(texts, config.data), self.task.unlabeled_settings(config.data))
 
     # ---- teacher ----
-    @cached_property
-    def teacher(self) -> Teacher:
-        config, corpus, started = self.config, self.data.corpus, time.perf_counter()
+    def finetune(self, data: Data, tokenizer) -> Teacher:
+        """The fine-tuned teacher, loaded from the run folder when it was made from the same config and data."""
+        config, corpus, started = self.config, data.corpus, time.perf_counter()
         enter_step("teacher fine-tuning")
         self.threads.say(torch.get_num_threads(), log)
-        teacher_fp = fingerprint(config.teacher.model_dump(mode="json", exclude=set(ANNOTATION_ONLY)), self.data.fingerprint, config.seed)
+        teacher_fp = fingerprint(config.teacher.model_dump(mode="json", exclude=set(ANNOTATION_ONLY)), data.fingerprint, config.seed)
 
         def finetune(model: torch.nn.Module) -> StageHistory:
             log(f"teacher: fine-tuning {config.teacher.model} on {len(corpus.train):,} labeled examples")
-            return self.task.finetune(model, self.tokenizer, corpus, config.teacher, self.accelerator, config.seed)
+            return self.task.finetune(model, tokenizer, corpus, config.teacher, self.accelerator, config.seed)
 
         teacher = load_or_finetune(self.folder.teacher, teacher_fp, config.teacher, corpus.label_names, self.task.teacher_class,
-                                   self.tokenizer, self.accelerator.device, finetune, why=lambda: self._why(TEACHER_KEYS))
+                                   tokenizer, self.accelerator.device, finetune, why=lambda: self._why(TEACHER_KEYS))
         self._timed("finetune", started)
         return teacher
 
     # ---- transfer set ----
-    @cached_property
-    def transfer(self) -> TransferStream:
-        """Train texts, then the unlabeled transfer set and its augmentations, as the task reads them."""
-        config = self.config
-        return TransferStream(
-            self.data.corpus, config.transfer.augment, config.seed, lambda: self.tokenizer.mask_token or "[MASK]",
-            lambda texts: self.task.unlabeled(texts, config.data), self.task.unlabeled_settings(config.data),
-        )
-
-    @cached_property
-    def annotation(self) -> Annotation:
-        started = time.perf_counter()
-        teacher, config = self.teacher, self.config
+    def annotate(self, data: Data, teacher: Teacher, tokenizer, stream: TransferStream) -> Annotation:
+        """The teacher's outputs on every part of the transfer stream, chunk by chunk in the run folder's cache."""
+        started, config = time.perf_counter(), self.config
         enter_step("annotation")
         layer = resolve_layer(teacher.model, config.teacher.layer)
         spec = AnnotationSpec.from_config(config, layer, resolve_pooling(config.teacher.model, config.teacher.pooling))
-        label_order = teacher_label_order(teacher.model, self.data.corpus.label_names)
+        label_order = teacher_label_order(teacher.model, data.corpus.label_names)
         annotator_model = at_precision(teacher.model, config.transfer.teacher_precision)  # a converted copy, or the teacher
         annotation = annotate_parts(
-            annotator_model, self.tokenizer, self.transfer.parts(), self.folder.cache, spec, teacher.fingerprint, self.task.annotator,
+            annotator_model, tokenizer, stream.parts(), self.folder.cache, spec, teacher.fingerprint, self.task.annotator,
             label_order, self.task.long_text, changed=self._why(ANNOTATION_KEYS),
             engine=annotation_engine(config.transfer, self.folder.teacher, self.task.teacher_class),
         )
         self._timed("annotate", started)
         return annotation
 
-    @cached_property
-    def student_tokenizer(self):
-        settings = self.config.student
-        return load_tokenizer(family(settings.arch).tokenizer_source(settings, self.config.teacher.model))
-
-    @cached_property
-    def inputs(self) -> dict[str, TransferCache]:
+    def student_inputs(self, caches: dict[str, TransferCache], tokenizer, student_tokenizer, stream: TransferStream) -> dict[str, TransferCache]:
         """The caches the student reads: the teacher's, paired with the student's own token ids of the
         same texts when the student reads them with another tokenizer."""
-        caches, tokenizer = self.annotation.caches, self.student_tokenizer
-        if same_tokenization(tokenizer, self.tokenizer):
+        if same_tokenization(student_tokenizer, tokenizer):
             return caches
-        return student_token_caches(caches, tokenizer, self.transfer.parts(), self.folder.student_tokens,
+        return student_token_caches(caches, student_tokenizer, stream.parts(), self.folder.student_tokens,
                                     AnnotationSpec.from_config(self.config, None, None), self.task)
 
     # ---- student ----
-    @cached_property
-    def vocab(self) -> PrunedVocab:
-        tok = self.student_tokenizer
-        counts = self.inputs["transfer"].token_counts(len(tok))
-        vocab = PrunedVocab.from_counts(counts, tok.all_special_ids, tok.unk_token_id, tok.pad_token_id, self.config.student.min_count)
-        log(f"student vocabulary: {len(vocab):,} of its tokenizer's {len(tok):,} word pieces")
+    def student_vocab(self, transfer: TransferCache, tokenizer) -> PrunedVocab:
+        """The word pieces the transfer set uses at least `student.min_count` times, and the special ones."""
+        vocab = PrunedVocab.from_counts(transfer.token_counts(len(tokenizer)), tokenizer.all_special_ids, tokenizer.unk_token_id,
+                                        tokenizer.pad_token_id, self.config.student.min_count)
+        log(f"student vocabulary: {len(vocab):,} of its tokenizer's {len(tokenizer):,} word pieces")
         return vocab
 
-    def new_student(self) -> Student:
+    def new_student(self, vocab: PrunedVocab, label_count: int, teacher: Teacher) -> Student:
         """A fresh student of the configured family, the same for the same seed."""
         settings = self.config.student
-        context = StudentContext(self.vocab, len(self.data.corpus.label_names), self.task.per_word, self.teacher.model)
+        context = StudentContext(vocab, label_count, self.task.per_word, teacher.model)
         torch.manual_seed(self.student_seed)
         return family(settings.arch).build(settings, context).to(self.accelerator.device)
 
-    @cached_property
-    def stage_data(self) -> StageData:
-        corpus = self.data.corpus
-        return stage_data(self.inputs["transfer"], self.inputs["dev"], self.vocab, corpus.train.labels, corpus.dev.labels, self.config.distill,
-                          self.student_seed, self.tokenizer.pad_token_id,
-                          lambda predicted: self.task.score(predicted, corpus.dev, corpus.label_names), self.task.score_name)
+    def stage_data(self, corpus: Corpus, caches: dict[str, TransferCache], vocab: PrunedVocab, pad_id: int) -> StageData:
+        """What the stages train on and how dev is scored (`pad_id`: the teacher tokenizer's)."""
+        return stage_data(caches["transfer"], caches["dev"], vocab, corpus.train.labels, corpus.dev.labels, self.config.distill,
+                          self.student_seed, pad_id, lambda predicted: self.task.score(predicted, corpus.dev, corpus.label_names),
+                          self.task.score_name)
 
-    def _train(self, name: str, stages: list[Stage]) -> Trained:
-        data = self.stage_data
+    def train(self, name: str, stages: list[Stage], data: StageData, vocab: PrunedVocab, teacher: Teacher, label_count: int,
+              transfer_fp: str) -> Trained:
+        """A fresh student trained through `stages`, resuming from the stages a killed run of the same config finished."""
         enter_step("distillation" if name == "student" else f"{name} training")
         self.threads.check(torch.get_num_threads(), log)
-        model = self.new_student()
+        model = self.new_student(vocab, label_count, teacher)
         config = self.config
-        fp = fingerprint(
-            name, self.inputs["transfer"].manifest["fingerprint"], len(self.vocab), config.student.model_dump(mode="json"),
-            config.distill.model_dump(mode="json"), [s.__dict__ for s in stages], self.student_seed,
-        )
+        fp = fingerprint(name, transfer_fp, len(vocab), config.student.model_dump(mode="json"), config.distill.model_dump(mode="json"),
+                         [s.__dict__ for s in stages], self.student_seed)
         checkpoints = StageCheckpoints(self.folder.stage_checkpoints(name), fp)
         stale = checkpoints.discard_stale()
         if stale:
             log(f"{name}: redone ({self._why(STUDENT_KEYS)}); {stale} finished stage(s) of the earlier config discarded")
-        setup = TrainSetup(config.distill, self.accelerator, self.student_seed, self.teacher.model.config.hidden_size, self.teacher.model)
+        setup = TrainSetup(config.distill, self.accelerator, self.student_seed, teacher.model.config.hidden_size, teacher.model)
         return Trained(model, run_stages(model, stages, data, setup, checkpoints))
 
-    @cached_property
-    def student(self) -> Trained:
-        started = time.perf_counter()
-        trained = self._train("student", expand_stages(self.config.distill, self.config.student.layer_groups()))
-        corpus = self.data.corpus
-        distributed.on_main(lambda: save_student(self.folder.student, trained.model, self.student_tokenizer, self.vocab,
-                                                 corpus.label_names, self.config.teacher.max_length, self.task.name))
-        self._timed("distill", started)
-        return trained
-
-    @cached_property
-    def baseline(self) -> Trained:
-        """The same student trained on the gold labels alone: what distillation adds is measured against it."""
-        started, config = time.perf_counter(), self.config
-        trained = self._train("baseline", [gold_only(config.student.layer_groups(), config.evaluation.baseline_epochs, config.distill.lr)])
-        self._timed("baseline", started)
-        return trained
-
     # ---- evaluation ----
-    def evaluate(self) -> dict:
+    def evaluate(self, made: RunOutputs) -> dict:
         """metrics.json, report.md and the student's card for the finished run."""
-        student, baseline = self.student, self.baseline if self.config.evaluation.baseline else None
-        started, corpus = time.perf_counter(), self.data.corpus
+        started, corpus, student, baseline = time.perf_counter(), made.data.corpus, made.student, made.baseline
         enter_step("evaluation")
         finished = Finished(
-            config=self.config, task=self.task, corpus=corpus, teacher=self.teacher, pad_id=self.tokenizer.pad_token_id, vocab=self.vocab,
-            student=student, baseline=baseline, teacher_test=self.annotation.caches["test"], test_cache=self.inputs["test"],
+            config=self.config, task=self.task, corpus=corpus, teacher=made.teacher, pad_id=made.tokenizer.pad_token_id, vocab=made.vocab,
+            student=student, baseline=baseline, teacher_test=made.annotation.caches["test"], test_cache=made.student_caches["test"],
             folder=self.folder, device=self.accelerator.device,
         )
         metrics = run_metrics(finished)
         self._timed("evaluate", started)
-        curves = {"teacher": self.teacher.history, "student": student.histories, "baseline": baseline.histories if baseline else []}
+        curves = {"teacher": made.teacher.history, "student": student.histories, "baseline": baseline.histories if baseline else []}
         return write_results(self.folder, {**metrics, "seconds": self.timings}, curves, config_to_dict(self.config), corpus.label_names,
-                             corpus.notes + self.annotation.notes)
+                             corpus.notes + made.annotation.notes)
 
-    def run(self, until: str = "evaluate") -> dict | None:
+    def execute(self, until: str = "evaluate") -> RunOutputs:
         """Run the steps up to and including `until`; earlier finished steps are loaded, not redone."""
         if until not in STEPS:
             raise XDistilError(f"unknown step '{until}'; expected one of {', '.join(STEPS)}")
+        config = self.config
         try:
-            students = lambda: (self.student, self.baseline if self.config.evaluation.baseline else None)  # noqa: E731
-            for step, make in zip(STEPS, (lambda: self.teacher, lambda: self.inputs, students)):
-                make()
-                if step == until:
-                    return None
-            return distributed.on_main(self.evaluate)  # the other processes' share ends with training
+            data = self.read_data()
+            distributed.on_main(lambda: record_data(self.out, data.fingerprint, data.corpus, config.data.transfer_overlap))
+            tokenizer = load_tokenizer(config.teacher.model)
+            made = RunOutputs(data, tokenizer, self.finetune(data, tokenizer))
+            if until == "finetune":
+                return made
+            made.transfer = self.transfer_stream(data.corpus, tokenizer)
+            made.annotation = self.annotate(data, made.teacher, tokenizer, made.transfer)
+            student_tokenizer = load_tokenizer(family(config.student.arch).tokenizer_source(config.student, config.teacher.model))
+            made.student_caches = self.student_inputs(made.annotation.caches, tokenizer, student_tokenizer, made.transfer)
+            if until == "annotate":
+                return made
+            started, transfer = time.perf_counter(), made.student_caches["transfer"]
+            made.vocab = self.student_vocab(transfer, student_tokenizer)
+            train_data = self.stage_data(data.corpus, made.student_caches, made.vocab, tokenizer.pad_token_id)
+            inputs = (train_data, made.vocab, made.teacher, len(data.corpus.label_names), transfer.manifest["fingerprint"])
+            made.student = self.train("student", expand_stages(config.distill, config.student.layer_groups()), *inputs)
+            distributed.on_main(lambda: save_student(self.folder.student, made.student.model, student_tokenizer, made.vocab,
+                                                     data.corpus.label_names, config.teacher.max_length, self.task.name))
+            self._timed("distill", started)
+            if config.evaluation.baseline:  # the same student on the gold labels alone: what distillation adds is measured against it
+                started = time.perf_counter()
+                made.baseline = self.train("baseline", [gold_only(config.student.layer_groups(), config.evaluation.baseline_epochs,
+                                                                  config.distill.lr)], *inputs)
+                self._timed("baseline", started)
+            if until == "evaluate":
+                made.metrics = distributed.on_main(lambda: self.evaluate(made))  # the other processes' share ends with training
+            return made
         finally:
             self.close()  # the run folder's lock: another process may run in it now
+
+    def run(self, until: str = "evaluate") -> dict | None:
+        """`execute`, returning the metrics when evaluation ran (None for an earlier `until`)."""
+        return self.execute(until).metrics
