@@ -30,24 +30,21 @@ def main() -> None:
     args = parser.parse_args()
     import numpy as np
     import torch
-    from transformers.utils import logging as hf_logging
-
-    from benchmarks.classification import DEFAULT, annotation_speed, link_shared, run_jobs, run_row, stages_for, texts_per_second
+    from benchmarks.classification import DEFAULT, annotation_speed, stages_for, texts_per_second
+    from benchmarks.common import Job, link_shared, quiet_transformers, run_jobs, run_row, write_json
     from xdistil.config import build_config, config_to_dict, load_config
     from xdistil.pipeline import Run
     from xdistil.progress import log
     from xdistil.teacher.precision import at_precision
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_transformers()
     work = HERE / "cache" / "classification" / "full"
     base = work / "base"
     if not (base / "teacher").is_dir():
         sys.exit(f"{base}: no fine-tuned teacher; run `python benchmarks/classification.py` first")
     started = time.perf_counter()
     values = config_to_dict(load_config(base / "config.yaml"))
-    base_run = Run(build_config(values, "base"))
-    base_run.run(until="annotate")
+    base_run = Run(build_config(values, "base")).execute(until="annotate")
     texts = list(base_run.data.corpus.transfer)[: args.texts]
 
     log(f"int8: timing the pipeline, the fp32 path and the int8 path on {len(texts):,} texts ({torch.get_num_threads()} threads)")
@@ -60,8 +57,7 @@ def main() -> None:
     int8_values["transfer"]["teacher_precision"] = "int8"
     link_shared(base, int8_folder, ("teacher",))
     annotate_started = time.perf_counter()
-    int8_run = Run(build_config({**int8_values, "out": str(int8_folder)}, "int8"))
-    int8_run.run(until="annotate")
+    int8_run = Run(build_config({**int8_values, "out": str(int8_folder)}, "int8")).execute(until="annotate")
     annotate_seconds = time.perf_counter() - annotate_started
     fp32_logits = np.concatenate([base_run.annotation.caches[p].load().logits for p in ("transfer", "dev", "test")])
     int8_logits = np.concatenate([int8_run.annotation.caches[p].load().logits for p in ("transfer", "dev", "test")])
@@ -73,7 +69,7 @@ def main() -> None:
         v["distill"]["stages"] = stages_for(DEFAULT, None)
         v["distill"]["seed"] = args.seed
         row_values[name] = (v, source, work / "int8_students" / f"{name}-seed{args.seed}")
-    run_jobs([("row", v, str(s), str(o)) for v, s, o in row_values.values()], [], 2)
+    run_jobs([Job("row", v, str(o), str(s)) for v, s, o in row_values.values()], [], 2)
     accuracy = {name: run_row(v, s, o)[0]["student"]["accuracy"] for name, (v, s, o) in row_values.items()}
 
     result = {
@@ -94,12 +90,10 @@ def main() -> None:
         },
         "seconds": round(time.perf_counter() - started, 1),
     }
-    (HERE / "results" / "annotation_int8.json").write_text(json.dumps(result, indent=1))
+    write_json(HERE / "results" / "annotation_int8.json", result, indent=1)
     classification = HERE / "results" / "classification.json"
     if classification.is_file():
-        merged = json.loads(classification.read_text())
-        merged["annotation_int8"] = result
-        classification.write_text(json.dumps(merged, indent=2))
+        write_json(classification, {**json.loads(classification.read_text()), "annotation_int8": result})
     print(json.dumps(result, indent=1))
 
 

@@ -13,7 +13,6 @@ benchmarks/results/deploy.json (deploy_quick.json with --quick: 500 test texts, 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -46,10 +45,9 @@ def test_split(folder: Path) -> tuple[list[str], list[int], list[str]]:
 
 def median_ms(predict, texts: list[str], size: int, repeats: int) -> float:
     """Median milliseconds of `predict` on `repeats` consecutive batches of `size` texts (2 warm-up calls)."""
-    from xdistil.evaluation.latency import measure_latency
+    from benchmarks.common import median_ms as timed
 
-    batches = [[texts[(b * size + i) % len(texts)] for i in range(size)] for b in range(repeats)]
-    return measure_latency(predict, batches, size)["median_ms"]
+    return timed(predict, [[texts[(b * size + i) % len(texts)] for i in range(size)] for b in range(repeats)], size)
 
 
 def measure(name: str, folder: Path, mode: dict, threads: int) -> list[dict]:
@@ -128,9 +126,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import torch
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
+    from benchmarks.common import quiet_transformers, write_json
+
+    quiet_transformers()
     torch.set_num_threads(args.threads)
     mode = {"test_texts": 500, "repeats": {1: 30, 32: 8}} if args.quick else {"test_texts": 100_000, "repeats": {1: 100, 32: 30}}
     started = time.perf_counter()
@@ -146,7 +145,7 @@ def main() -> None:
         "rows": rows, "goals": goals(rows), "seconds": round(time.perf_counter() - started, 1),
     }
     path = HERE / "results" / ("deploy_quick.json" if args.quick else "deploy.json")
-    path.write_text(json.dumps(result, indent=1))
+    write_json(path, result, indent=1)
     for goal in result["goals"]:
         print(f"{goal['variant']}: {goal['speedup_batch_1']}x at batch 1, {goal['speedup_batch_32']}x at batch 32, "
               f"{goal['smaller']}x smaller, {goal['accuracy_change_points']:+.2f} points: {'met' if goal['met'] else 'MISSED'}")

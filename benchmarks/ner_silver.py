@@ -86,13 +86,11 @@ def main() -> None:
     sizes = MODES[mode]
     started = time.perf_counter()
 
-    from transformers.utils import logging as hf_logging
-
+    from benchmarks.common import quiet_transformers, run_row, write_json
     from xdistil.config import build_config
     from xdistil.pipeline import Run
 
-    hf_logging.set_verbosity_error()  # a fresh tagging head on the encoder is expected
-    hf_logging.disable_progress_bar()
+    quiet_transformers()  # a fresh tagging head on the encoder is expected
 
     work = HERE / "cache" / "ner_silver" / mode
     files = write_splits(args.languages, sizes, work / "data", args.seed)
@@ -139,14 +137,7 @@ def main() -> None:
         student_values["distill"] = {"epochs": epochs, "patience": 2, "stages": stages}
         student_values["evaluation"]["baseline_epochs"] = epochs + 2
         out = work / f"student-transformer-{args.layers}L-e{epochs}"
-    student_values["out"] = str(out)
-    from xdistil.folderlock import mark_run_folder
-
-    mark_run_folder(out)
-    for shared in ("teacher", "cache"):
-        if not (out / shared).exists():
-            (out / shared).symlink_to((work / "base" / shared).resolve(), target_is_directory=True)
-    metrics = Run(build_config(student_values, "ner_silver")).run()
+    metrics, _ = run_row(student_values, work / "base", out)
     teacher_m, student_m = metrics["teacher"], metrics["student"]
     languages = {
         lang: {
@@ -186,7 +177,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     stem = "ner_silver" if args.student == "bilstm" else "ner_silver_transformer"
     name = RESULTS.with_name(f"{stem}.json" if mode == "full" else f"{stem}_quick.json")
-    name.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    write_json(name, result)
     print(f"\nSILVER NER ({mode}) - labels from spaCy/natasha, not gold; test split, models selected on dev")
     print(f"{'language':<10}{'teacher F1':>12}{'student F1':>12}{'retention':>11}{'gold-only':>11}")
     for lang, v in languages.items():

@@ -40,8 +40,7 @@ def _write_inputs(work: Path, texts: int) -> dict[str, str]:
     from xdistil.config import load_config
     from xdistil.pipeline import Run
 
-    base = Run(load_config(HERE / "cache" / "classification" / "full" / "base" / "config.yaml"))
-    corpus = base.data.corpus
+    corpus = Run(load_config(HERE / "cache" / "classification" / "full" / "base" / "config.yaml")).read_data().corpus
     names = corpus.label_names
     files = {}
     for part, split, n in (("train", corpus.train, 200), ("dev", corpus.dev, 100), ("test", corpus.test, 100)):

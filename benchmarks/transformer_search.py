@@ -88,11 +88,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
 
-    from transformers.utils import logging as hf_logging
+    from benchmarks.classification import prepare_token_cache
+    from benchmarks.common import Job, link_shared, quiet_transformers, run_jobs, run_row, write_json
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    from benchmarks.classification import link_shared, prepare_token_cache, run_jobs, run_row
+    quiet_transformers()
     from xdistil.progress import log
 
     work = HERE / "cache" / "classification" / "full"
@@ -114,10 +113,10 @@ def main() -> None:
             values["transfer"]["augment"]["factor"] = AUGMENTED[name]
             link_shared(base, source, ("teacher", "cache/dev", "cache/test"))
             annotate = {**json.loads(json.dumps(base_values)), "transfer": values["transfer"]}
-            first.insert(0, ("annotate", annotate, "", str(source)))
-            then.append(("row", values, str(source), str(folder)))
+            first.insert(0, Job("annotate", annotate, str(source)))
+            then.append(Job("row", values, str(folder), str(source)))
         else:
-            first.append(("row", values, str(base), str(folder)))
+            first.append(Job("row", values, str(folder), str(base)))
         plan.append((name, values, source, folder))
     rows_on_base = [(values, folder) for name, values, source, folder in plan if source == base]
     if rows_on_base:
@@ -153,7 +152,7 @@ def main() -> None:
         "rows": sorted(rows, key=lambda row: -row.get("dev_accuracy", 0)), "best_on_dev": best["variant"],
         "seconds": time.perf_counter() - started,
     }
-    path.write_text(json.dumps(result, indent=1))
+    write_json(path, result, indent=1)
     log(f"best on dev: {best['variant']}; figures in {path}")
 
 

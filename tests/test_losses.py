@@ -40,12 +40,12 @@ def test_representation_loss_projects_only_when_widths_differ():
     same = RepresentationLoss(4, 4, "mse")
     assert isinstance(same.projection, torch.nn.Identity)
     rep = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
-    assert float(same(out([[0.0]], rep), {"teacher_repr": rep})) == 0.0
+    assert float(same(out([[0.0]], rep), {"teacher_representation": rep})) == 0.0
     cosine = RepresentationLoss(4, 4, "cosine")
-    assert math.isclose(float(cosine(out([[0.0]], rep), {"teacher_repr": -rep})), 2.0, rel_tol=1e-6)
+    assert math.isclose(float(cosine(out([[0.0]], rep), {"teacher_representation": -rep})), 2.0, rel_tol=1e-6)
     wide = RepresentationLoss(4, 6, "mse")
     assert isinstance(wide.projection, torch.nn.Linear) and wide.projection.out_features == 6
-    loss = wide(out([[0.0]], rep), {"teacher_repr": torch.ones(1, 6)})
+    loss = wide(out([[0.0]], rep), {"teacher_representation": torch.ones(1, 6)})
     loss.backward()
     assert wide.projection.weight.grad is not None
 
@@ -203,10 +203,10 @@ def test_losses_take_their_kind_and_temperature_from_their_own_settings():
     torch.testing.assert_close(kl(out(student), {"teacher_logits": teacher}), expected)
     cosine = build_loss("representation", LossContext(4, 4, DistillConfig()), {"kind": "cosine"})
     rep, target = torch.randn(5, 4), torch.randn(5, 4)
-    got = cosine(StudentOutput(student, rep), {"teacher_repr": target})
+    got = cosine(StudentOutput(student, rep), {"teacher_representation": target})
     torch.testing.assert_close(got, (1 - F.cosine_similarity(cosine.projection(rep), target, dim=-1)).mean())
     mse = build_loss("representation", LossContext(4, 4, DistillConfig()))
-    torch.testing.assert_close(mse(StudentOutput(student, rep), {"teacher_repr": target}), F.mse_loss(mse.projection(rep), target))
+    torch.testing.assert_close(mse(StudentOutput(student, rep), {"teacher_representation": target}), F.mse_loss(mse.projection(rep), target))
 
 
 def test_unknown_losses_and_kinds_are_named_in_the_error():

@@ -35,7 +35,7 @@ def test_annotation_matches_a_direct_forward_pass(teacher, tmp_path):
     data = texts(30)
     cache = annotate(model, tokenizer, iter(data), len(data), tmp_path / "c", SPEC, "fp1", classify_chunk)
     rows = cache.load()
-    ids, logits, reps = rows.ids, rows.logits, rows.reps
+    ids, logits, reps = rows.ids, rows.logits, rows.representations
     assert logits.shape == (30, 2) and reps.shape == (30, 32) and reps.dtype == np.float16
     import torch
 
@@ -53,7 +53,7 @@ def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
     data = texts(50)
     cache = annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1", classify_chunk)
     before = cache.load()
-    before_logits, before_reps = before.logits, before.reps
+    before_logits, before_reps = before.logits, before.representations
     stamps = {i: cache.chunk_path(i).stat().st_mtime_ns for i in range(cache.num_chunks())}
     cache.chunk_path(1).unlink()  # a run killed before chunk 1 was written
     raw = cache.chunk_path(3).read_bytes()
@@ -68,7 +68,7 @@ def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
     redone = {i for i in stamps if after[i] != stamps[i]}
     assert redone == {0, 1, 3}
     after = cache.load()
-    logits, reps = after.logits, after.reps
+    logits, reps = after.logits, after.representations
     assert np.array_equal(logits, before_logits) and np.array_equal(reps, before_reps)
 
 
@@ -161,7 +161,7 @@ def test_tagging_cache_holds_one_row_per_word_and_resumes_exactly(tiny_teacher, 
     cache = annotate(model, tokenizer, iter(sentences), len(sentences), tmp_path / "t", spec, "fp-tag", tag_chunk)
     rows = cache.load()
     assert [len(s) for s in rows.starts] == [len(s) for s in sentences]
-    assert rows.logits.shape == (sum(len(s) for s in sentences), 5) and rows.reps.shape[0] == rows.logits.shape[0]
+    assert rows.logits.shape == (sum(len(s) for s in sentences), 5) and rows.representations.shape[0] == rows.logits.shape[0]
     for encoded, ids, starts in zip(encode_words(tokenizer, sentences), rows.ids, rows.starts):
         assert np.array_equal(ids, encoded.ids) and np.array_equal(starts, encoded.starts)  # whole sentences, never cut
     assert cache.truncated() == sum(len(e.ids) > 16 for e in encode_words(tokenizer, sentences))  # split and counted
@@ -197,8 +197,8 @@ def test_annotated_parts_each_get_a_cache_and_a_note_for_cut_texts(teacher, tmp_
     for index in range(paired.num_chunks()):
         teacher_rows, token_rows, both = annotation.caches["transfer"].chunk(index), tokens.caches["transfer"].chunk(index), paired.chunk(index)
         assert [a.tolist() for a in both.ids] == [a.tolist() for a in token_rows.ids]
-        assert np.array_equal(both.logits, teacher_rows.logits) and np.array_equal(both.reps, teacher_rows.reps)
-        assert [a.tolist() for a in both.teacher_ids] == [a.tolist() for a in teacher_rows.ids]
+        assert np.array_equal(both.logits, teacher_rows.logits) and np.array_equal(both.representations, teacher_rows.representations)
+        assert [a.tolist() for a in both.teacher_input_ids] == [a.tolist() for a in teacher_rows.ids]
     counts = paired.token_counts(len(tokenizer))
     assert np.array_equal(counts, tokens.caches["transfer"].token_counts(len(tokenizer)))
 

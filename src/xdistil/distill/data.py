@@ -33,11 +33,11 @@ class DistillData:
 
     ids: list[np.ndarray]
     teacher_logits: np.ndarray
-    teacher_repr: np.ndarray
+    teacher_representation: np.ndarray
     labels: np.ndarray
     pad_id: int
     starts: list[np.ndarray] | None = None
-    teacher_ids: list[np.ndarray] | None = None  # given: batches also carry the teacher's inputs (online targets)
+    teacher_input_ids: list[np.ndarray] | None = None  # given: batches also carry the teacher's inputs (online targets)
     teacher_pad_id: int = 0
 
     def __post_init__(self) -> None:
@@ -50,10 +50,10 @@ class DistillData:
     def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
         input_ids, lengths = pad_batch([self.ids[i] for i in indices], self.pad_id)
         batch = {"input_ids": input_ids, "lengths": lengths}
-        if self.teacher_ids is not None:
-            teacher_ids, teacher_lengths = pad_batch([self.teacher_ids[i] for i in indices], self.teacher_pad_id)
-            batch["teacher_input_ids"] = teacher_ids
-            batch["teacher_attention_mask"] = length_mask(teacher_lengths, teacher_ids.size(1)).long()
+        if self.teacher_input_ids is not None:
+            teacher_input_ids, teacher_lengths = pad_batch([self.teacher_input_ids[i] for i in indices], self.teacher_pad_id)
+            batch["teacher_input_ids"] = teacher_input_ids
+            batch["teacher_attention_mask"] = length_mask(teacher_lengths, teacher_input_ids.size(1)).long()
         if self.starts is None:
             rows: np.ndarray | list[int] = indices
         else:
@@ -72,7 +72,7 @@ class DistillData:
             labels[~batch["mask"]] = IGNORE
         batch.update(
             teacher_logits=torch.from_numpy(self.teacher_logits[rows]).float(),
-            teacher_repr=torch.from_numpy(self.teacher_repr[rows]).float(),
+            teacher_representation=torch.from_numpy(self.teacher_representation[rows]).float(),
             labels=labels,
         )
         return batch
@@ -106,8 +106,8 @@ def distill_data(rows: CacheRows, vocab: PrunedVocab, gold: np.ndarray, teacher_
     """Cache rows as student inputs (pruned vocabulary) with their gold labels; with `teacher_pad`
     (the teacher's pad id) batches also carry the teacher's own inputs."""
     ids = [vocab.encode(x) for x in rows.ids]
-    teacher_ids = rows.teacher_ids if teacher_pad is not None else None
-    return DistillData(ids, rows.logits, rows.reps, gold, vocab.pad_id, rows.starts, teacher_ids, teacher_pad or 0)
+    teacher_input_ids = rows.teacher_input_ids if teacher_pad is not None else None
+    return DistillData(ids, rows.logits, rows.representations, gold, vocab.pad_id, rows.starts, teacher_input_ids, teacher_pad or 0)
 
 
 def cached_data(
@@ -199,7 +199,7 @@ def predict_rows(
 
 def warn_if_constant(cache: TransferCache) -> None:
     """Say so when the teacher representation barely varies across texts: the representation loss then teaches little."""
-    sample = cache.chunk(0).reps[:5000].astype(np.float32)
+    sample = cache.chunk(0).representations[:5000].astype(np.float32)
     spread = float(sample.var(axis=0).mean())
     scale = float((sample**2).mean()) or 1.0
     if spread < 1e-3 * scale:

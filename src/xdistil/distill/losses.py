@@ -184,7 +184,7 @@ class RepresentationSettings(LossSettings):
 class RepresentationLoss(DistillLoss):
     """Match a teacher layer with the student's dense layer: MSE or (1 - cosine similarity).
 
-    Inputs: student representation; batch["teacher_repr"]. When widths differ, a learned linear
+    Inputs: student representation; batch["teacher_representation"]. When widths differ, a learned linear
     projection maps the student's width to the teacher's; it trains with the stage and is not
     part of the exported student.
     """
@@ -205,7 +205,7 @@ class RepresentationLoss(DistillLoss):
 
     def forward(self, out, batch: dict, mask: torch.Tensor | None = None) -> torch.Tensor:
         student = self.projection(_select(out.representation, mask).float())
-        teacher = _select(batch["teacher_repr"], mask).float()
+        teacher = _select(batch["teacher_representation"], mask).float()
         if self.kind == "mse":
             return F.mse_loss(student, teacher)
         return (1 - F.cosine_similarity(student, teacher, dim=-1)).mean()

@@ -71,11 +71,11 @@ def latency(run: Finished, student: Student) -> dict[str, dict[str, dict[str, fl
     config = run.config.evaluation
     teacher = run.teacher.model.to("cpu").eval()
     student = student.to("cpu").eval()
-    teacher_ids, student_ids = run.teacher_test.load().ids, run.test.ids
+    teacher_input_ids, student_ids = run.teacher_test.load().ids, run.test.ids
     result: dict[str, dict[str, dict[str, float]]] = {"teacher": {}, "student": {}}
     for size in config.latency_batch_sizes:
-        rows = [[(b * size + i) % len(teacher_ids) for i in range(size)] for b in range(config.latency_repeats)]
-        teacher_batches = [pad_teacher([teacher_ids[i] for i in b], run.pad_id) for b in rows]
+        rows = [[(b * size + i) % len(teacher_input_ids) for i in range(size)] for b in range(config.latency_repeats)]
+        teacher_batches = [pad_teacher([teacher_input_ids[i] for i in b], run.pad_id) for b in rows]
         student_batches = [batch_inputs([student_ids[i] for i in b], run.vocab.pad_id) for b in rows]
         result["teacher"][f"batch_{size}"] = measure_latency(lambda b: teacher(**b), teacher_batches, size)
         result["student"][f"batch_{size}"] = measure_latency(student, student_batches, size)

@@ -45,15 +45,15 @@ def _split(flat: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
 class CacheRows:
     """Rows of a cache: teacher token ids per row, logits and representations.
 
-    Classification: `logits` (rows, C) and `reps` (rows, H). Tagging: one row of `logits` and
-    `reps` per word, rows' words in order, and `starts[r]` the first-piece positions of row r's words.
+    Classification: `logits` (rows, C) and `representations` (rows, H). Tagging: one row of `logits` and
+    `representations` per word, rows' words in order, and `starts[r]` the first-piece positions of row r's words.
     """
 
     ids: list[np.ndarray]
     logits: np.ndarray
-    reps: np.ndarray
+    representations: np.ndarray
     starts: list[np.ndarray] | None = None
-    teacher_ids: list[np.ndarray] | None = None  # the teacher's own token ids, when `ids` are a student's
+    teacher_input_ids: list[np.ndarray] | None = None  # the teacher's own token ids, when `ids` are a student's
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -65,19 +65,19 @@ class CacheRows:
 
     def head(self, rows: int) -> CacheRows:
         """The first `rows` rows."""
-        teacher_ids = None if self.teacher_ids is None else self.teacher_ids[:rows]
+        teacher_input_ids = None if self.teacher_input_ids is None else self.teacher_input_ids[:rows]
         if self.starts is None:
-            return CacheRows(self.ids[:rows], self.logits[:rows], self.reps[:rows], None, teacher_ids)
+            return CacheRows(self.ids[:rows], self.logits[:rows], self.representations[:rows], None, teacher_input_ids)
         words = int(self.word_counts()[:rows].sum())
-        return CacheRows(self.ids[:rows], self.logits[:words], self.reps[:words], self.starts[:rows], teacher_ids)
+        return CacheRows(self.ids[:rows], self.logits[:words], self.representations[:words], self.starts[:rows], teacher_input_ids)
 
     @staticmethod
     def concat(parts: Sequence[CacheRows]) -> CacheRows:
         starts = None if parts[0].starts is None else [s for p in parts for s in p.starts]  # type: ignore[union-attr]
-        teacher_ids = None if parts[0].teacher_ids is None else [x for p in parts for x in p.teacher_ids]  # type: ignore[union-attr]
+        teacher_input_ids = None if parts[0].teacher_input_ids is None else [x for p in parts for x in p.teacher_input_ids]  # type: ignore[union-attr]
         return CacheRows(
-            [x for p in parts for x in p.ids], np.concatenate([p.logits for p in parts]), np.concatenate([p.reps for p in parts]), starts,
-            teacher_ids,
+            [x for p in parts for x in p.ids], np.concatenate([p.logits for p in parts]), np.concatenate([p.representations for p in parts]), starts,
+            teacher_input_ids,
         )
 
 
@@ -363,7 +363,7 @@ class PairedCache(TransferCache):
 
     def chunk(self, index: int) -> CacheRows:
         targets, inputs = super().chunk(index), self.inputs.chunk(index)
-        return CacheRows(inputs.ids, targets.logits, targets.reps, inputs.starts, targets.ids)
+        return CacheRows(inputs.ids, targets.logits, targets.representations, inputs.starts, targets.ids)
 
     def token_counts(self, vocab_size: int) -> np.ndarray:
         return self.inputs.token_counts(vocab_size)

@@ -1,0 +1,115 @@
+"""What the benchmarks share: quiet libraries, run folders that reuse a base folder's teacher and cache,
+a row runner, one-thread worker processes, latency timed by the product's own evaluation, and the
+results files. Imports of xdistil stay inside functions so `--help` is instant."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def quiet_transformers() -> None:
+    """No per-model warnings or download bars in a benchmark's output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def link_shared(base: Path, out: Path, names: Sequence[str]) -> None:
+    """Symlink the base folder's finished parts (teacher, caches) into another run folder (marked as one first)."""
+    from xdistil.folderlock import mark_run_folder
+
+    mark_run_folder(out)
+    for name in names:
+        link = out / name
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to((base / name).resolve(), target_is_directory=True)
+
+
+def run_row(values: dict, base: Path, out: Path, until: str = "evaluate"):
+    """Run one row in its own folder, reusing the base folder's teacher and annotation; returns
+    (metrics, the run's `RunOutputs`)."""
+    from xdistil.config import build_config
+    from xdistil.pipeline import Run
+
+    link_shared(base, out, ("teacher", "cache"))
+    made = Run(build_config({**values, "out": str(out)}, str(out))).execute(until)
+    return made.metrics, made
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of worker work that leaves a finished run folder: `annotate` (up to the annotation),
+    `run` (a whole run in its own folder) or `row` (a student row reusing `base`'s teacher and cache)."""
+
+    kind: str
+    values: dict
+    out: str
+    base: str = ""
+
+
+def do_job(job: Job) -> str:
+    """Run one job in this process; returns its folder."""
+    from xdistil.config import build_config
+    from xdistil.pipeline import Run
+
+    if job.kind == "row":
+        run_row(job.values, Path(job.base), Path(job.out))
+    else:
+        Run(build_config({**job.values, "out": job.out}, job.out)).run(until="annotate" if job.kind == "annotate" else "evaluate")
+    return job.out
+
+
+def _one_thread() -> None:
+    """Worker set-up: one torch thread, quiet transformers."""
+    import torch
+
+    quiet_transformers()
+    torch.set_num_threads(1)
+
+
+def run_jobs(first: list[Job], then: list[Job], workers: int) -> None:
+    """Run the jobs in `workers` processes of one thread each (the students are too small for two
+    threads to pay), `then` once `first[0]` has finished. Every job leaves a finished run folder, so
+    the sequential pass that follows only loads them. Fewer than 2 workers: nothing here, all later."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from xdistil.progress import log
+
+    if workers < 2 or not first:
+        return
+    log(f"benchmark: {len(first) + len(then)} jobs in {workers} one-thread worker processes")
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
+        futures = [pool.submit(do_job, job) for job in first]
+        futures[0].result()
+        futures += [pool.submit(do_job, job) for job in then]
+        for future in futures:
+            log(f"benchmark: finished {future.result()}")
+
+
+def median_ms(forward: Callable, batches: list, size: int) -> float:
+    """Median milliseconds per batch of `forward`, timed as a run's evaluation times it (`evaluation.latency`)."""
+    from xdistil.evaluation.latency import measure_latency
+
+    return measure_latency(forward, batches, size)["median_ms"]
+
+
+def epoch_seconds(metrics: dict, part: str) -> float:
+    """Seconds spent in the training epochs of a run's teacher, student or baseline (stage histories
+    survive a resumed run, unlike its wall-clock timings)."""
+    return sum(e["seconds"] for stage in metrics["stages"].get(part, []) for e in stage["epochs"])
+
+
+def write_json(path: Path, result: dict, indent: int = 2) -> Path:
+    """Save a benchmark's figures (the folder made if needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=indent), encoding="utf-8")
+    return path

@@ -1,0 +1,30 @@
+"""The classification benchmark's rows, goals and frontier, recomputed from its committed results files:
+the typed rows must write back exactly the JSON they were read from and give the same goals."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.classification import Row, TeacherFigures, frontier, goals, markdown
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+@pytest.mark.parametrize("name", ["classification.json", "classification_quick.json"])
+def test_rows_read_back_write_the_same_json_and_the_same_goals(name):
+    result = json.loads((RESULTS / name).read_text())
+    rows = [Row.from_json(row, row["measured_in"]) for row in result["rows"]]
+    assert [row.to_json() for row in rows] == result["rows"]
+    teacher = TeacherFigures(**result["teacher"])
+    assert frontier(teacher, rows) == result["frontier"]
+    assert goals(result["mode"], teacher, rows, result["annotation"]) == result["goals"]
+    table = markdown(result, teacher, rows, [])
+    assert all(f"| {row['name']} |" in table for row in result["rows"])
+
+
+def test_a_row_without_family_reads_as_a_bilstm_row():
+    row = Row.from_json({"name": "gold only", "seeds": 1, "accuracy_mean": 0.7, "accuracy_std": 0.0, "accuracy_per_seed": [0.7],
+                         "macro_f1_mean": 0.7, "loyalty_mean": 0.8, "params": 10, "params_without_embeddings": 5, "compression": 2.0,
+                         "latency_ms": {"batch_32": 1.0}, "training_seconds_mean": 3.0, "speedup_batch_32": 4.0}, "an earlier run (kept)")
+    assert (row.family, row.distilled, row.speedups) == ("bilstm", False, {"batch_32": 4.0})
