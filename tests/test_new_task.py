@@ -143,3 +143,35 @@ def test_the_saved_student_predicts_pairs_and_its_onnx_export_agrees(pair_run, p
     assert exported.task is PAIRS
     assert np.abs(exported.predict_proba(pairs) - student.predict_proba(pairs)).max() < 1e-5
     assert exported.predict(pairs) == predicted
+
+
+def test_the_cli_finds_the_task_through_a_package_entry_point(pair_run, pair_files, tmp_path):
+    """A task of an installed package is found by name (its `xdistil.tasks` entry point), so `xdistil predict`
+    in a fresh process loads the pair student; without the package, one clear line."""
+    import os
+    import subprocess
+    import sys
+
+    from test_cli import assert_one_line_error
+
+    from xdistil import load_student
+
+    _, out, _ = pair_run
+    info = tmp_path / "site" / "pair_task-0.1.dist-info"  # what `pip install` of a package declaring the entry point leaves
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pair-task\nVersion: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text("[xdistil.tasks]\npair-classification = test_new_task:PairClassification\n", encoding="utf-8")
+    with open(pair_files["test"], encoding="utf-8") as handle:
+        pairs = [(r["text"], r["text_pair"]) for r in csv.DictReader(handle)][:12]
+    given = tmp_path / "pairs.txt"
+    given.write_text("".join(f"{a}{SEPARATOR}{b}\n" for a, b in pairs), encoding="utf-8")
+
+    def predict(*paths: Path) -> subprocess.CompletedProcess:
+        env = {**os.environ, "XDISTIL_QUIET": "1", "PYTHONPATH": os.pathsep.join(map(str, paths))}
+        return subprocess.run([sys.executable, "-m", "xdistil", "predict", str(out / "student"), "--input", str(given)],
+                              capture_output=True, text=True, env=env, timeout=600)
+
+    found = predict(info.parent, Path(__file__).parent)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.splitlines() == load_student(out / "student").predict(pairs)
+    assert_one_line_error(predict(Path(__file__).parent), "unknown task 'pair-classification'", "xdistil.tasks")

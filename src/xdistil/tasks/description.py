@@ -92,12 +92,37 @@ TAGGING = TaskDescription(
 DESCRIPTIONS: dict[str, TaskDescription] = {d.name: d for d in (CLASSIFICATION, TAGGING)}
 
 
+# another installed package's tasks: `[project.entry-points."xdistil.tasks"] my-task = "my_package.tasks:MyTask"` (a Task class or instance)
+ENTRY_POINTS = "xdistil.tasks"
+
+
 def describe(name: str) -> TaskDescription:
-    """The description of the task called `name` (a config's `task`, a saved student's, or a cache's)."""
+    """The description of the task called `name` (a config's `task`, a saved student's, or a cache's); a task
+    of another package is loaded through its entry point the first time it is asked for."""
+    if name not in DESCRIPTIONS:
+        _load_entry_point(name)
     try:
         return DESCRIPTIONS[name]
     except KeyError:
-        raise ValueError(f"unknown task '{name}'; expected one of {', '.join(sorted(DESCRIPTIONS))}") from None
+        raise ValueError(f"unknown task '{name}'; expected one of {', '.join(sorted(DESCRIPTIONS))} "
+                         f"(or a task a package declares under the '{ENTRY_POINTS}' entry points)") from None
+
+
+def _load_entry_point(name: str) -> None:
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINTS, name=name):
+        try:
+            task = point.load()
+        except Exception as error:  # the package's own import error, said in one line
+            raise ValueError(f"task '{name}': its entry point {point.value} did not load ({type(error).__name__}: {error})") from None
+        if name not in DESCRIPTIONS:  # a task module may register itself when imported
+            from xdistil.tasks import register_task
+
+            register_task(task() if isinstance(task, type) else task)
+        if name not in DESCRIPTIONS:
+            raise ValueError(f"task '{name}': its entry point {point.value} registered a task of another name")
+        return
 
 
 def cache_tensors(kind: str) -> frozenset[str]:
