@@ -160,18 +160,27 @@ def test_the_cli_finds_the_task_through_a_package_entry_point(pair_run, pair_fil
     info = tmp_path / "site" / "pair_task-0.1.dist-info"  # what `pip install` of a package declaring the entry point leaves
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pair-task\nVersion: 0.1\n", encoding="utf-8")
-    (info / "entry_points.txt").write_text("[xdistil.tasks]\npair-classification = test_new_task:PairClassification\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text("[xdistil.tasks]\npair-classification = test_new_task:PairClassification\n"
+                                           "pair-renamed = pair_plugin:Renamed\n", encoding="utf-8")
+    (info.parent / "pair_plugin.py").write_text(  # a task class whose module does not register it: the entry point does
+        "from dataclasses import replace\nfrom test_new_task import PAIRS, PairClassification\n\n\n"
+        "class Renamed(PairClassification):\n    description = replace(PAIRS, name='pair-renamed')\n", encoding="utf-8")
     with open(pair_files["test"], encoding="utf-8") as handle:
         pairs = [(r["text"], r["text_pair"]) for r in csv.DictReader(handle)][:12]
     given = tmp_path / "pairs.txt"
     given.write_text("".join(f"{a}{SEPARATOR}{b}\n" for a, b in pairs), encoding="utf-8")
 
-    def predict(*paths: Path) -> subprocess.CompletedProcess:
+    def python(args: list[str], *paths: Path) -> subprocess.CompletedProcess:
         env = {**os.environ, "XDISTIL_QUIET": "1", "PYTHONPATH": os.pathsep.join(map(str, paths))}
-        return subprocess.run([sys.executable, "-m", "xdistil", "predict", str(out / "student"), "--input", str(given)],
-                              capture_output=True, text=True, env=env, timeout=600)
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=600)
+
+    def predict(*paths: Path) -> subprocess.CompletedProcess:
+        return python(["-m", "xdistil", "predict", str(out / "student"), "--input", str(given)], *paths)
 
     found = predict(info.parent, Path(__file__).parent)
     assert found.returncode == 0, found.stderr
     assert found.stdout.splitlines() == load_student(out / "student").predict(pairs)
     assert_one_line_error(predict(Path(__file__).parent), "unknown task 'pair-classification'", "xdistil.tasks")
+    renamed = python(["-c", "from xdistil.tasks import describe, get_task; describe('pair-renamed'); "
+                      "print(type(get_task('pair-renamed')).__name__, get_task('pair-renamed').name)"], info.parent, Path(__file__).parent)
+    assert renamed.stdout.split() == ["Renamed", "pair-renamed"], renamed.stderr

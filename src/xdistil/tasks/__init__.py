@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from xdistil.tasks.description import DESCRIPTIONS, TaskDescription, describe
+from xdistil.tasks.description import DESCRIPTIONS, PLUGINS, TaskDescription, describe
 
 if TYPE_CHECKING:
     from xdistil.tasks.base import Task
@@ -32,6 +32,8 @@ def get_task(name: str) -> Task:
     if name not in _TASKS and name in BUILTIN:
         module, cls = BUILTIN[name]
         register_task(getattr(import_module(module), cls)())
+    elif name not in _TASKS and name in PLUGINS:
+        register_task(PLUGINS.pop(name))  # type: ignore[arg-type]
     return _TASKS[name]
 
 

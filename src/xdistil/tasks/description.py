@@ -94,6 +94,7 @@ DESCRIPTIONS: dict[str, TaskDescription] = {d.name: d for d in (CLASSIFICATION, 
 
 # another installed package's tasks: `[project.entry-points."xdistil.tasks"] my-task = "my_package.tasks:MyTask"` (a Task class or instance)
 ENTRY_POINTS = "xdistil.tasks"
+PLUGINS: dict[str, object] = {}  # tasks loaded through an entry point, whose heavy part `tasks.get_task` registers
 
 
 def describe(name: str) -> TaskDescription:
@@ -116,12 +117,13 @@ def _load_entry_point(name: str) -> None:
             task = point.load()
         except Exception as error:  # the package's own import error, said in one line
             raise ValueError(f"task '{name}': its entry point {point.value} did not load ({type(error).__name__}: {error})") from None
-        if name not in DESCRIPTIONS:  # a task module may register itself when imported
-            from xdistil.tasks import register_task
-
-            register_task(task() if isinstance(task, type) else task)
-        if name not in DESCRIPTIONS:
-            raise ValueError(f"task '{name}': its entry point {point.value} registered a task of another name")
+        if name in DESCRIPTIONS:  # a task module may register itself when imported
+            return
+        task = task() if isinstance(task, type) else task
+        description = getattr(task, "description", None)
+        if getattr(description, "name", None) != name:
+            raise ValueError(f"task '{name}': its entry point {point.value} is not a task named '{name}'")
+        DESCRIPTIONS[name], PLUGINS[name] = description, task
         return
 
 
@@ -134,3 +136,4 @@ def cache_tensors(kind: str) -> frozenset[str]:
 def default_task(per_word: bool) -> str:
     """The built-in task of a student whose folder or caller names none (students made before tasks were named)."""
     return TAGGING.name if per_word else CLASSIFICATION.name
+
