@@ -12,6 +12,7 @@ from xdistil.transfer.augment import augment_texts
 from xdistil.config import AugmentConfig
 from xdistil.transfer.annotators import classify_chunk, tag_chunk
 from xdistil.transfer.cache import AnnotationSpec, TransferCache, annotate
+from xdistil.transfer.labelers import TeacherLabeler, TokenLabeler
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ SPEC = AnnotationSpec(max_length=16, batch_size=8, chunk_size=12, layer=1, pooli
 def test_annotation_matches_a_direct_forward_pass(teacher, tmp_path):
     model, tokenizer = teacher
     data = texts(30)
-    cache = annotate(model, tokenizer, iter(data), len(data), tmp_path / "c", SPEC, "fp1", classify_chunk)
+    cache = annotate(TeacherLabeler(model, tokenizer, classify_chunk, None, "teacher"), iter(data), len(data), tmp_path / "c", SPEC, "fp1")
     rows = cache.load()
     ids, logits, reps = rows.ids, rows.logits, rows.representations
     assert logits.shape == (30, 2) and reps.shape == (30, 32) and reps.dtype == np.float16
@@ -51,7 +52,7 @@ def test_annotation_matches_a_direct_forward_pass(teacher, tmp_path):
 def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
     model, tokenizer = teacher
     data = texts(50)
-    cache = annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1", classify_chunk)
+    cache = annotate(TeacherLabeler(model, tokenizer, classify_chunk, None, "teacher"), data, len(data), tmp_path / "c", SPEC, "fp1")
     before = cache.load()
     before_logits, before_reps = before.logits, before.representations
     stamps = {i: cache.chunk_path(i).stat().st_mtime_ns for i in range(cache.num_chunks())}
@@ -63,7 +64,7 @@ def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
     cache.chunk_path(0).write_bytes(bytes(tampered))
     with pytest.raises(XDistilError, match="missing or damaged chunk"):
         TransferCache(tmp_path / "c").load()
-    annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1", classify_chunk)
+    annotate(TeacherLabeler(model, tokenizer, classify_chunk, None, "teacher"), data, len(data), tmp_path / "c", SPEC, "fp1")
     after = {i: cache.chunk_path(i).stat().st_mtime_ns for i in range(cache.num_chunks())}
     redone = {i for i in stamps if after[i] != stamps[i]}
     assert redone == {0, 1, 3}
@@ -75,9 +76,9 @@ def test_resume_redoes_only_missing_or_damaged_chunks(teacher, tmp_path):
 def test_a_cache_of_other_inputs_is_redone_not_read(teacher, tmp_path):
     model, tokenizer = teacher
     small = SPEC.__class__(**{**SPEC.__dict__, "chunk_size": 4})
-    annotate(model, tokenizer, texts(10), 10, tmp_path / "c", small, "fp1", classify_chunk)
+    annotate(TeacherLabeler(model, tokenizer, classify_chunk, None, "teacher"), texts(10), 10, tmp_path / "c", small, "fp1")
     assert TransferCache(tmp_path / "c").num_chunks() == 3
-    redone = annotate(model, tokenizer, texts(5), 5, tmp_path / "c", small, "fp2", classify_chunk)
+    redone = annotate(TeacherLabeler(model, tokenizer, classify_chunk, None, "teacher"), texts(5), 5, tmp_path / "c", small, "fp2")
     assert redone.manifest["fingerprint"] == "fp2" and len(redone.load().logits) == 5
     # the earlier config's third chunk is gone, not left beside the new ones
     assert sorted(p.name for p in (tmp_path / "c").glob("chunk-*")) == ["chunk-00000.safetensors", "chunk-00001.safetensors"]
@@ -104,7 +105,7 @@ def test_transfer_batches_visit_every_row_once_per_epoch_from_a_bounded_window(t
     rng = random.Random(5)
     data = list(dict.fromkeys(make_sentence(rng, rng.choice(["pos", "neg"])) for _ in range(80)))[:50]
     assert len(data) == 50
-    cache = annotate(model, tokenizer, data, len(data), tmp_path / "c", SPEC, "fp1", classify_chunk)  # 5 chunks of 12, the last of 2
+    cache = annotate(TeacherLabeler(model, tokenizer, classify_chunk, None, "teacher"), data, len(data), tmp_path / "c", SPEC, "fp1")  # 5 chunks of 12, the last of 2
     vocab = PrunedVocab.from_counts(cache.token_counts(len(tokenizer)), tokenizer.all_special_ids, tokenizer.unk_token_id, tokenizer.pad_token_id)
     all_ids = cache.load().ids
     row_of = {tuple(vocab.encode(ids).tolist()): row for row, ids in enumerate(all_ids)}
@@ -158,7 +159,7 @@ def test_tagging_cache_holds_one_row_per_word_and_resumes_exactly(tiny_teacher, 
     rng = random.Random(2)
     sentences = [make_tagged(rng, rng.choice([3, 8, 30]))[0] for _ in range(40)]  # some longer than 16 pieces
     spec = replace(SPEC, task="tagging", pooling="none")
-    cache = annotate(model, tokenizer, iter(sentences), len(sentences), tmp_path / "t", spec, "fp-tag", tag_chunk)
+    cache = annotate(TeacherLabeler(model, tokenizer, tag_chunk, None, "teacher"), iter(sentences), len(sentences), tmp_path / "t", spec, "fp-tag")
     rows = cache.load()
     assert [len(s) for s in rows.starts] == [len(s) for s in sentences]
     assert rows.logits.shape == (sum(len(s) for s in sentences), 5) and rows.representations.shape[0] == rows.logits.shape[0]
@@ -167,7 +168,7 @@ def test_tagging_cache_holds_one_row_per_word_and_resumes_exactly(tiny_teacher, 
     assert cache.truncated() == sum(len(e.ids) > 16 for e in encode_words(tokenizer, sentences))  # split and counted
     before = rows.logits.copy()
     cache.chunk_path(1).unlink()  # as if killed during chunk 1
-    again = annotate(model, tokenizer, iter(sentences), len(sentences), tmp_path / "t", spec, "fp-tag", tag_chunk)
+    again = annotate(TeacherLabeler(model, tokenizer, tag_chunk, None, "teacher"), iter(sentences), len(sentences), tmp_path / "t", spec, "fp-tag")
     assert np.array_equal(again.load().logits, before)
     assert again.load().head(5).logits.shape[0] == sum(len(s) for s in sentences[:5])
 
@@ -181,7 +182,7 @@ def test_annotated_parts_each_get_a_cache_and_a_note_for_cut_texts(teacher, tmp_
     model, tokenizer = teacher
     long_text = " ".join(["good film"] * 20)  # more than 16 pieces: cut
     parts = {"transfer": (iter(texts(20) + [long_text]), 21, "fp-transfer"), "dev": (iter(texts(5)), 5, "fp-dev")}
-    annotation = annotate_parts(model, tokenizer, parts, tmp_path / "cache", SPEC, "teacher-fp", classify_chunk, None, "cut")
+    annotation = annotate_parts(TeacherLabeler(model, tokenizer, classify_chunk, None, "teacher-fp"), parts, tmp_path / "cache", SPEC, "cut")
     assert set(annotation.caches) == {"transfer", "dev"}
     assert len(annotation.caches["transfer"]) == 21 and len(annotation.caches["dev"]) == 5
     assert annotation.notes == ["transfer: 1 texts longer than 16 word pieces were cut"]
@@ -191,8 +192,8 @@ def test_annotated_parts_each_get_a_cache_and_a_note_for_cut_texts(teacher, tmp_
     assert annotation.caches["transfer"].truncated() == 1 and annotation.caches["dev"].truncated() == 0
     # a token-only cache of the same texts, paired: the student's ids beside the teacher's targets, chunk by chunk
     spec = AnnotationSpec(16, 8, 12, None, None, "float32", "classification-tokens")
-    tokens = annotate_parts(None, tokenizer, {"transfer": (iter(texts(20) + [long_text]), 21, "fp-transfer")}, tmp_path / "tokens",
-                            spec, "student-fp", classify_tokens, None, "cut", who="student tokens")
+    tokens = annotate_parts(TokenLabeler(tokenizer, classify_tokens, "student-fp"), {"transfer": (iter(texts(20) + [long_text]), 21, "fp-transfer")},
+                            tmp_path / "tokens", spec, "cut", who="student tokens")
     paired = PairedCache(annotation.caches["transfer"], tokens.caches["transfer"])
     for index in range(paired.num_chunks()):
         teacher_rows, token_rows, both = annotation.caches["transfer"].chunk(index), tokens.caches["transfer"].chunk(index), paired.chunk(index)

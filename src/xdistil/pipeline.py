@@ -39,10 +39,10 @@ from xdistil.student.vocab import PrunedVocab
 from xdistil.tasks import get_task
 from xdistil.text import same_tokenization
 from xdistil.teacher.inference import resolve_layer
-from xdistil.teacher.precision import at_precision
-from xdistil.teacher.models import load_tokenizer, resolve_pooling, teacher_label_order
+from xdistil.teacher.models import load_tokenizer, resolve_pooling
 from xdistil.teacher.store import Teacher, load_or_finetune
-from xdistil.transfer.cache import Annotation, AnnotationSpec, TransferCache, annotate_parts, student_token_caches
+from xdistil.transfer.cache import Annotation, AnnotationSpec, TransferCache, annotate_parts
+from xdistil.transfer.labelers import TeacherLabeler, student_token_caches
 from xdistil.transfer.ray_engine import annotation_engine
 from xdistil.transfer.stream import TransferStream
 
@@ -136,13 +136,9 @@ class Run:
         enter_step("annotation")
         layer = resolve_layer(teacher.model, config.teacher.layer)
         spec = AnnotationSpec.from_config(config, layer, resolve_pooling(config.teacher.model, config.teacher.pooling))
-        label_order = teacher_label_order(teacher.model, data.corpus.label_names)
-        annotator_model = at_precision(teacher.model, config.transfer.teacher_precision)  # a converted copy, or the teacher
-        annotation = annotate_parts(
-            annotator_model, tokenizer, stream.parts(), self.folder.cache, spec, teacher.fingerprint, self.task.annotator,
-            label_order, self.task.long_text, changed=self._why(ANNOTATION_KEYS),
-            engine=annotation_engine(config.transfer, self.folder.teacher, self.task.teacher_class),
-        )
+        labeler = TeacherLabeler.of(teacher, tokenizer, self.task, data.corpus.label_names, config.transfer.teacher_precision, self.folder.teacher)
+        annotation = annotate_parts(labeler, stream.parts(), self.folder.cache, spec, self.task.long_text, changed=self._why(ANNOTATION_KEYS),
+                                    engine=annotation_engine(config.transfer))
         self._timed("annotate", started)
         return annotation
 

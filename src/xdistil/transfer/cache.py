@@ -16,9 +16,10 @@ import hashlib
 import itertools
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -31,8 +32,7 @@ from xdistil.fingerprint import fingerprint as _fingerprint
 from xdistil.progress import bar, log
 from xdistil.atomic import atomic_write, atomic_write_json
 from xdistil.storage import read_safetensors
-from xdistil.tasks.description import TOKENS_SUFFIX, cache_tensors
-from xdistil.text import tokenization_rules
+from xdistil.tasks.description import cache_tensors
 
 MANIFEST = "manifest.json"
 
@@ -117,25 +117,48 @@ class AnnotationSpec:
     dtype: str
     task: str = "classification"  # which tensors a chunk holds (see tasks.description.cache_tensors)
     precision: str = "fp32"  # the teacher's arithmetic while annotating (transfer.teacher_precision)
+    without: tuple[str, ...] = ()  # targets the labeler does not give (a labeler outside the process: no "repr")
 
     @classmethod
-    def from_config(cls, config, layer: int, pooling: str) -> AnnotationSpec:
+    def from_config(cls, config, layer: int | None, pooling: str | None) -> AnnotationSpec:
         """The spec of a run config (a RunConfig) with the resolved teacher layer and pooling."""
         teacher, transfer = config.teacher, config.transfer
         return cls(teacher.max_length, transfer.batch_size, transfer.chunk_size, layer, pooling, transfer.dtype, config.task,
                    transfer.teacher_precision)
 
     def identity(self) -> dict:
-        """What the cache's fingerprint and manifest record: the precision with its recipe (fp32, the
-        default, is left out, so caches made before the precision setting existed stay valid)."""
+        """What the cache's fingerprint and manifest record: the precision with its recipe, and the targets
+        left out (the defaults, fp32 and every target, are left out, so caches made before those settings stay valid)."""
         from xdistil.teacher.precision import RECIPES
 
-        values = {k: v for k, v in self.__dict__.items() if k != "precision"}
+        values = {k: v for k, v in self.__dict__.items() if k not in ("precision", "without")}
+        if self.without:
+            values["without"] = list(self.without)
         return values if self.precision == "fp32" else {**values, "precision": f"{self.precision}: {RECIPES[self.precision]}"}
 
+    def tensors(self) -> frozenset[str]:
+        """The tensors each chunk holds."""
+        return cache_tensors(self.task) - set(self.without)
 
-# (model, tokenizer, texts of one chunk, spec, label order, advance(n)) -> (tensors, texts truncated or split)
+
+# a task's annotator: (model, tokenizer, texts of one chunk, spec, label order, advance(n)) -> (tensors, texts truncated or split)
 Annotator = Callable[..., tuple[dict[str, torch.Tensor], int]]
+
+
+class Labeler(Protocol):
+    """What fills a cache's chunks (implementations in `transfer/labelers.py`): the fine-tuned teacher, a student's
+    tokenizer alone, a file of labels, a user's function."""
+
+    fingerprint: str  # everything its labels depend on (part of each cache's fingerprint)
+    provides: frozenset[str]  # the targets its chunks hold: {"logits", "repr"}, or fewer
+
+    def label(self, texts: list, spec: AnnotationSpec, advance: Callable[[int], None]) -> tuple[dict[str, torch.Tensor], int]:
+        """One chunk's tensors, and how many of its texts were cut or split; `advance(n)` as texts are done."""
+        ...
+
+    def for_worker(self, device: str) -> Labeler:
+        """A copy to hand to another process (a Ray actor), which loads there what it needs (a model on `device`)."""
+        ...
 
 
 class TransferCache:
@@ -167,7 +190,7 @@ class TransferCache:
         if (
             meta.get("fingerprint") != manifest["fingerprint"]
             or meta.get("checksum") != _checksum(tensors)
-            or set(tensors) != cache_tensors(manifest.get("task", "classification"))
+            or set(tensors) != cache_tensors(manifest.get("task", "classification")) - set(manifest.get("without", ()))
             or tensors["lengths"].shape[0] != expected_rows
         ):
             return None
@@ -231,12 +254,13 @@ class TransferCache:
         return total
 
 
-def label_chunk(
-    model: torch.nn.Module, tokenizer, texts: list, spec: AnnotationSpec, annotator: Annotator,
-    label_order: Sequence[int] | None, advance: Callable[[int], None] = lambda n: None,
-) -> tuple[dict[str, torch.Tensor], int]:
-    """The tensors of one chunk of texts (representations in the cache's dtype) and how many were cut."""
-    tensors, cut = annotator(model, tokenizer, texts, spec, label_order, advance)
+def label_chunk(labeler: Labeler, texts: list, spec: AnnotationSpec, advance: Callable[[int], None] = lambda n: None,
+                ) -> tuple[dict[str, torch.Tensor], int]:
+    """The tensors of one chunk of texts (representations in the cache's dtype) and how many were cut; a labeler
+    that gives other tensors than the cache holds is one clear error, before anything is written."""
+    tensors, cut = labeler.label(texts, spec, advance)
+    if set(tensors) != spec.tensors():
+        raise XDistilError(f"the labeler gave {sorted(tensors)} for a cache of {sorted(spec.tensors())}")
     if "repr" in tensors:
         tensors["repr"] = tensors["repr"].to(torch.float16 if spec.dtype == "float16" else torch.float32)
     return tensors, cut
@@ -251,27 +275,24 @@ def write_chunk(cache: TransferCache, index: int, tensors: dict[str, torch.Tenso
     atomic_write(cache.chunk_path(index), lambda tmp: save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, sort_keys=True)}))
 
 
-# runs the chunks to do elsewhere (a Ray cluster): (model, tokenizer, cache, [(index, texts)], spec, annotator, label order,
-# rows to do); it writes each chunk with `write_chunk`
+# runs the chunks to do elsewhere (a Ray cluster): (labeler, cache, [(index, texts)], spec, rows to do); it writes
+# each chunk with `write_chunk`
 ChunkEngine = Callable[..., None]
 
 
 def annotate(
-    model: torch.nn.Module,
-    tokenizer,
+    labeler: Labeler,
     texts: Iterable,
     count: int,
     folder: str | Path,
     spec: AnnotationSpec,
     fingerprint: str,
-    annotator: Annotator,
-    label_order: Sequence[int] | None = None,
     description: str = "annotating",
     changed: str | None = None,
     engine: ChunkEngine | None = None,
 ) -> TransferCache:
-    """Label `count` texts from `texts` (any iterable, read once) into `folder` chunk by chunk with
-    `annotator` (the task's: pooled rows or per-word rows), skipping chunks already done for the same fingerprint.
+    """Label `count` texts from `texts` (any iterable, read once) into `folder` chunk by chunk with `labeler`,
+    skipping chunks already done for the same fingerprint.
 
     With several processes (see distributed.py) each annotates the chunks whose index modulo the number
     of processes is its rank; the main process writes the manifest. With `engine`, the chunks to do are
@@ -302,13 +323,12 @@ def annotate(
     if engine is not None:
         if distributed.is_main() and todo:
             remaining = sum(len(cache.chunk_rows(i)) for i in todo)
-            engine(model, tokenizer, cache, ((i, t) for i, t in pending if i in todo), spec, annotator, label_order, remaining)
+            engine(labeler, cache, ((i, t) for i, t in pending if i in todo), spec, remaining)
     elif mine:
         with bar(sum(len(cache.chunk_rows(i)) for i in mine), description) as progress:
             for index, chunk_texts in pending:
                 if index in mine:
-                    tensors, cut = label_chunk(model, tokenizer, chunk_texts, spec, annotator, label_order,
-                                               lambda n: progress.update(0, advance=n))
+                    tensors, cut = label_chunk(labeler, chunk_texts, spec, lambda n: progress.update(0, advance=n))
                     write_chunk(cache, index, tensors, cut)
     distributed.barrier()  # every chunk is written before anyone reads the cache
     return cache
@@ -323,29 +343,23 @@ class Annotation:
 
 
 def annotate_parts(
-    model: torch.nn.Module,
-    tokenizer,
+    labeler: Labeler,
     parts: dict[str, tuple[Iterable, int, str]],
     folder: Path,
     spec: AnnotationSpec,
-    teacher_fingerprint: str,
-    annotator: Annotator,
-    label_order: Sequence[int] | None,
     long_text: str,
     who: str = "teacher labels",
     changed: str | None = None,
     engine: ChunkEngine | None = None,
 ) -> Annotation:
-    """Annotate each part (texts, count, fingerprint of the texts) into `folder/<name>`, resuming finished
-    chunks; a note says how many texts were longer than the teacher's max_length and what became of them.
-    (`teacher_fingerprint` identifies what annotates: the teacher, or a student's tokenizer for token caches;
-    `changed` says why, in the log, when a part made for another fingerprint is redone.)"""
+    """Annotate each part (texts, count, fingerprint of the texts) into `folder/<name>` with `labeler`, resuming
+    finished chunks; a note says how many texts were longer than the teacher's max_length and what became of them.
+    (`changed` says why, in the log, when a part made for another fingerprint is redone.)"""
     caches: dict[str, TransferCache] = {}
     notes: list[str] = []
     for name, (texts, count, texts_fp) in parts.items():
-        fp = _fingerprint(teacher_fingerprint, spec.identity(), texts_fp)
-        caches[name] = annotate(model, tokenizer, texts, count, folder / name, spec, fp, annotator, label_order, f"{who} {name}",
-                                changed, engine)
+        fp = _fingerprint(labeler.fingerprint, spec.identity(), texts_fp)
+        caches[name] = annotate(labeler, texts, count, folder / name, spec, fp, f"{who} {name}", changed, engine)
         cut = caches[name].truncated()
         if cut:
             notes.append(f"{name}: {cut} texts longer than {spec.max_length} word pieces were {long_text}")
@@ -367,14 +381,3 @@ class PairedCache(TransferCache):
 
     def token_counts(self, vocab_size: int) -> np.ndarray:
         return self.inputs.token_counts(vocab_size)
-
-
-
-def student_token_caches(caches: dict[str, TransferCache], tokenizer, parts, folder_for: Callable[[str], Path], spec: AnnotationSpec,
-                         task) -> dict[str, PairedCache]:
-    """Each teacher cache paired with the student's own token ids of the same texts (a student reading another
-    tokenizer than the teacher's); one token cache per tokenizer, in `folder_for(its fingerprint)`."""
-    spec = replace(spec, task=task.name + TOKENS_SUFFIX, precision="fp32")
-    fp = _fingerprint(tokenization_rules(tokenizer))
-    tokens = annotate_parts(None, tokenizer, parts, folder_for(fp), spec, fp, task.token_annotator, None, task.long_text, who="student tokens")
-    return {name: PairedCache(caches[name], tokens.caches[name]) for name in caches}

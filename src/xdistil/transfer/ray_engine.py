@@ -9,9 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -19,50 +17,31 @@ import torch
 from xdistil.config import RayConfig, TransferConfig
 from xdistil.errors import XDistilError
 from xdistil.progress import bar
-from xdistil.transfer.cache import AnnotationSpec, Annotator, ChunkEngine, TransferCache, label_chunk, write_chunk
-
-
-@dataclass(frozen=True)
-class TeacherSource:
-    """Where an actor loads the fine-tuned teacher from (the run folder's `teacher/`, on storage every
-    worker sees), and at which precision it annotates. A model object is not shipped: a pickled
-    transformers model loses the hooks that return hidden states."""
-
-    folder: str
-    auto_class: type
-    precision: str
-
-    def load(self, device: str) -> torch.nn.Module:
-        from xdistil.teacher.precision import at_precision
-
-        return at_precision(self.auto_class.from_pretrained(self.folder).to(device).eval(), self.precision)
+from xdistil.transfer.cache import AnnotationSpec, ChunkEngine, Labeler, TransferCache, label_chunk, write_chunk
 
 
 class ChunkLabeler:
-    """A Ray actor: holds one teacher and writes every chunk of texts it is given into the cache."""
+    """A Ray actor: holds one labeler (a teacher it loads itself) and writes every chunk of texts it is given into the cache."""
 
-    def __init__(self, teacher: TeacherSource, tokenizer, folder: str, spec: AnnotationSpec, annotator: Annotator,
-                 label_order: Sequence[int] | None, threads: int, device: str):
+    def __init__(self, labeler: Labeler, folder: str, spec: AnnotationSpec, threads: int):
         torch.set_num_threads(threads)
-        self.model, self.tokenizer = teacher.load(device), tokenizer
-        self.cache, self.spec, self.annotator, self.label_order = TransferCache(folder), spec, annotator, label_order
+        self.labeler, self.cache, self.spec = labeler, TransferCache(folder), spec
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = []
         for index, payload in zip(batch["index"], batch["texts"]):
             texts = json.loads(payload)
-            tensors, cut = label_chunk(self.model, self.tokenizer, texts, self.spec, self.annotator, self.label_order)
+            tensors, cut = label_chunk(self.labeler, texts, self.spec)
             write_chunk(self.cache, int(index), tensors, cut)
             rows.append(len(texts))
         return {"index": batch["index"], "rows": np.array(rows)}
 
 
-def ray_engine(settings: RayConfig, teacher: TeacherSource) -> ChunkEngine:
-    """The chunk engine that runs on Ray with `settings` (cluster address, actors, CPUs and GPUs each);
-    each actor loads `teacher` (the model handed to the engine stays in the driver)."""
+def ray_engine(settings: RayConfig) -> ChunkEngine:
+    """The chunk engine that runs on Ray with `settings` (cluster address, actors, CPUs and GPUs each); each actor
+    gets the labeler's copy for another process (a teacher labeler's actors load the saved teacher themselves)."""
 
-    def run(model: torch.nn.Module, tokenizer, cache: TransferCache, chunks: Iterable[tuple[int, list]], spec: AnnotationSpec,
-            annotator: Annotator, label_order: Sequence[int] | None, remaining: int) -> None:
+    def run(labeler: Labeler, cache: TransferCache, chunks: Iterable[tuple[int, list]], spec: AnnotationSpec, remaining: int) -> None:
         try:
             import ray
         except ImportError:
@@ -72,8 +51,8 @@ def ray_engine(settings: RayConfig, teacher: TeacherSource) -> ChunkEngine:
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # xdistil's own bar and log say what happens
         ray.data.DataContext.get_current().enable_progress_bars = False
         device = "cuda" if settings.num_gpus > 0 else "cpu"
-        arguments = {"teacher": teacher, "tokenizer": tokenizer, "folder": str(cache.folder), "spec": spec, "annotator": annotator,
-                     "label_order": label_order, "threads": max(1, int(settings.num_cpus)), "device": device}
+        arguments = {"labeler": labeler.for_worker(device), "folder": str(cache.folder), "spec": spec,
+                     "threads": max(1, int(settings.num_cpus))}
         chunks = iter(chunks)
         with bar(remaining, f"annotating {cache.folder.name} on ray") as progress:
             while window := list(itertools.islice(chunks, settings.window)):
@@ -88,9 +67,8 @@ def ray_engine(settings: RayConfig, teacher: TeacherSource) -> ChunkEngine:
     return run
 
 
-def annotation_engine(transfer: TransferConfig, teacher_folder: Path, teacher_class) -> ChunkEngine | None:
-    """Who annotates, by `transfer.engine`: None for this process (or each of several launched), else Ray (imported
-    only then), whose actors load the saved teacher from `teacher_folder`."""
+def annotation_engine(transfer: TransferConfig) -> ChunkEngine | None:
+    """Who annotates, by `transfer.engine`: None for this process (or each of several launched), else Ray (imported only then)."""
     if transfer.engine != "ray":
         return None
-    return ray_engine(transfer.ray, TeacherSource(str(teacher_folder), teacher_class, transfer.teacher_precision))
+    return ray_engine(transfer.ray)

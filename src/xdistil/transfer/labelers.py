@@ -1,0 +1,312 @@
+"""What labels the transfer set: each labeler turns one chunk of texts into the tensors of a cache chunk
+(`cache.Labeler`), so the chunked, resumable driver, `accelerate launch` sharding and the Ray engine take any of them.
+
+- `TeacherLabeler`: the fine-tuned Hugging Face teacher through the task's annotator (logits and representations).
+- `TokenLabeler`: a student's own tokenizer alone (token ids, no targets), for a student reading another tokenizer.
+- `FunctionLabeler`: a user's Python function (e.g. one that asks a large language model) giving probabilities,
+  logits or label names per text; each chunk is cached as it is done, so a killed or rate-limited run resumes
+  without calling it again for finished chunks; a failing call is retried a bounded number of times.
+- `FileLabeler`: labels someone already produced, read from a JSONL/CSV/TSV file of `text` plus `label`, `probs`
+  or `logits`; a text the file lacks is an error naming it, never a silently dropped row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from xdistil.errors import XDistilError
+from xdistil.fingerprint import fingerprint as _fingerprint
+from xdistil.progress import log
+from xdistil.tasks.description import TOKENS_SUFFIX
+from xdistil.text import Encode, tokenization_rules, tokenize
+from xdistil.transfer.cache import AnnotationSpec, Annotator, PairedCache, TransferCache, annotate_parts
+
+OUTPUTS = ("probs", "logits", "labels")  # what a function or file labeler gives per text
+SMALLEST_PROBABILITY = 1e-6  # a probability of 0 (or a hard label's other classes) becomes this before the log
+
+
+@dataclass(frozen=True)
+class TeacherSource:
+    """Where another process loads the fine-tuned teacher from (the run folder's `teacher/`, on storage every
+    worker sees), at which precision it annotates, and on which device. A model object is not shipped: a pickled
+    transformers model loses the hooks that return hidden states."""
+
+    folder: str
+    auto_class: type
+    precision: str
+    device: str = "cpu"
+
+    def load(self) -> torch.nn.Module:
+        from xdistil.teacher.precision import at_precision
+
+        return at_precision(self.auto_class.from_pretrained(self.folder).to(self.device).eval(), self.precision)
+
+
+@dataclass
+class TeacherLabeler:
+    """The fine-tuned teacher: the task's annotator (pooled rows or per-word rows) over the model."""
+
+    model: torch.nn.Module | None  # None in another process: loaded from `source` on first use
+    tokenizer: Any
+    annotator: Annotator
+    label_order: Sequence[int] | None  # the teacher's output index of each label name
+    fingerprint: str  # the teacher's
+    source: TeacherSource | None = None
+    provides: ClassVar[frozenset[str]] = frozenset({"logits", "repr"})
+
+    @classmethod
+    def of(cls, teacher, tokenizer, task, label_names: Sequence[str], precision: str, folder: Path) -> TeacherLabeler:
+        """The run's fine-tuned teacher (a `teacher.store.Teacher` saved in `folder`) at the annotation precision (a
+        converted copy, or the teacher itself), its outputs in the order of `label_names`, by the task's annotator."""
+        from xdistil.teacher.models import teacher_label_order
+        from xdistil.teacher.precision import at_precision
+
+        return cls(at_precision(teacher.model, precision), tokenizer, task.annotator, teacher_label_order(teacher.model, label_names),
+                   teacher.fingerprint, TeacherSource(str(folder), task.teacher_class, precision))
+
+    def label(self, texts: list, spec: AnnotationSpec, advance: Callable[[int], None]) -> tuple[dict[str, torch.Tensor], int]:
+        if self.model is None:
+            if self.source is None:
+                raise XDistilError("the teacher labeler has neither a model nor a folder to load one from")
+            self.model = self.source.load()
+        return self.annotator(self.model, self.tokenizer, texts, spec, self.label_order, advance)
+
+    def for_worker(self, device: str) -> TeacherLabeler:
+        if self.source is None:
+            raise XDistilError("the teacher labeler cannot run in another process: it has no saved teacher folder")
+        return replace(self, model=None, source=replace(self.source, device=device))
+
+
+@dataclass
+class TokenLabeler:
+    """A student's own token ids of each text (and word starts); nothing runs but its tokenizer."""
+
+    tokenizer: Any
+    annotator: Annotator  # the task's token annotator
+    fingerprint: str
+    provides: ClassVar[frozenset[str]] = frozenset()
+
+    def label(self, texts: list, spec: AnnotationSpec, advance: Callable[[int], None]) -> tuple[dict[str, torch.Tensor], int]:
+        return self.annotator(None, self.tokenizer, texts, spec, None, advance)
+
+    def for_worker(self, device: str) -> TokenLabeler:
+        return self
+
+
+def student_token_caches(caches: dict[str, TransferCache], tokenizer, parts, folder_for: Callable[[str], Path], spec: AnnotationSpec,
+                         task) -> dict[str, PairedCache]:
+    """Each teacher cache paired with the student's own token ids of the same texts (a student reading another
+    tokenizer than the teacher's); one token cache per tokenizer, in `folder_for(its fingerprint)`."""
+    spec = replace(spec, task=task.name + TOKENS_SUFFIX, precision="fp32")
+    labeler = TokenLabeler(tokenizer, task.token_annotator, _fingerprint(tokenization_rules(tokenizer)))
+    tokens = annotate_parts(labeler, parts, folder_for(labeler.fingerprint), spec, task.long_text, who="student tokens")
+    return {name: PairedCache(caches[name], tokens.caches[name]) for name in caches}
+
+
+# ---- labels from outside the process ----
+def target_logits(rows: Sequence, outputs: str, label_names: Sequence[str], where: Callable[[int], str]) -> np.ndarray:
+    """Rows of probabilities, logits or label names (`outputs`) as float32 logits over `label_names`; a row of the
+    wrong width, NaN, a probability row that is negative or does not sum to 1, or an unknown label is one clear
+    error naming the row (`where(i)`)."""
+    width = len(label_names)
+    if outputs == "labels":
+        index = {name: i for i, name in enumerate(label_names)}
+        out = np.full((len(rows), width), math.log(SMALLEST_PROBABILITY), dtype=np.float32)
+        for i, label in enumerate(rows):
+            if str(label) not in index:
+                raise XDistilError(f"{where(i)}: label {label!r} is not one of the labels {', '.join(label_names)}")
+            out[i, index[str(label)]] = 0.0
+        return out
+    for i, row in enumerate(rows):
+        if not _numbers(row):
+            raise XDistilError(f"{where(i)}: expected a list of {width} numbers ({outputs} over {', '.join(label_names)})")
+        if len(row) != width:
+            raise XDistilError(f"{where(i)}: {len(row)} {outputs}, expected {width} (one per label: {', '.join(label_names)})")
+    values = np.asarray(rows, dtype=np.float64).reshape(len(rows), width)
+    for i, row in enumerate(values):
+        if not np.isfinite(row).all():
+            raise XDistilError(f"{where(i)}: {outputs} hold NaN or infinity")
+        if outputs == "probs" and (row.min() < 0 or abs(row.sum() - 1.0) > 1e-3):
+            raise XDistilError(f"{where(i)}: probabilities must be non-negative and sum to 1 (they sum to {row.sum():.4g})")
+    if outputs == "probs":
+        values = np.log(np.maximum(values, SMALLEST_PROBABILITY))
+    return values.astype(np.float32)
+
+
+def _numbers(row) -> bool:
+    """A flat list (or array) of real numbers."""
+    if isinstance(row, np.ndarray):
+        return row.ndim == 1 and np.issubdtype(row.dtype, np.number)
+    return isinstance(row, (list, tuple)) and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in row)
+
+
+def _token_chunk(tokenizer, encode: Encode, texts: list, spec: AnnotationSpec, logits: np.ndarray) -> tuple[dict[str, torch.Tensor], int]:
+    token_ids, cut = encode(tokenizer, texts, spec.max_length)
+    return {
+        "logits": torch.from_numpy(logits),
+        "input_ids": torch.tensor([t for ids in token_ids for t in ids], dtype=torch.int32),
+        "lengths": torch.tensor([len(ids) for ids in token_ids], dtype=torch.int32),
+    }, cut
+
+
+@dataclass
+class FunctionLabeler:
+    """A user's function labels each chunk: `function(texts) -> one row per text` (probabilities, logits or label
+    names, by `outputs`). `name` is part of the cache's fingerprint: change it (a new model, a new prompt) to label
+    afresh. The token ids the student reads come from `tokenizer` (the teacher's). Per-text tasks only."""
+
+    function: Callable[[list], Sequence]
+    name: str
+    label_names: list[str]
+    tokenizer: Any
+    outputs: str = "probs"
+    retries: int = 3  # further calls after a failed one, each after `wait` seconds, doubling
+    wait: float = 1.0
+    encode: Encode = tokenize
+    provides: ClassVar[frozenset[str]] = frozenset({"logits"})
+    calls: int = field(default=0, init=False)  # calls made by this process (the retries included)
+
+    def __post_init__(self) -> None:
+        if self.outputs not in OUTPUTS:
+            raise XDistilError(f"labeler outputs '{self.outputs}': expected one of {', '.join(OUTPUTS)}")
+
+    @property
+    def fingerprint(self) -> str:
+        return _fingerprint("function", self.name, self.outputs, self.label_names)
+
+    def label(self, texts: list, spec: AnnotationSpec, advance: Callable[[int], None]) -> tuple[dict[str, torch.Tensor], int]:
+        rows = self._call(texts)
+        if len(rows) != len(texts):
+            raise XDistilError(f"labeler '{self.name}' gave {len(rows)} rows for {len(texts)} texts")
+        logits = target_logits(rows, self.outputs, self.label_names, lambda i: f"labeler '{self.name}', text {texts[i]!r}")
+        advance(len(texts))
+        return _token_chunk(self.tokenizer, self.encode, texts, spec, logits)
+
+    def _call(self, texts: list) -> Sequence:
+        wait = self.wait
+        for attempt in range(self.retries + 1):
+            self.calls += 1
+            try:
+                return list(self.function(list(texts)))
+            except Exception as error:  # the function's own failure (a timeout, a rate limit): retried, then said in one line
+                if attempt == self.retries:
+                    raise XDistilError(f"labeler '{self.name}' failed {attempt + 1} times on a chunk of {len(texts)} texts "
+                                       f"(first: {texts[0]!r}); last error: {type(error).__name__}: {error}") from None
+                log(f"labeler '{self.name}': {type(error).__name__}: {error}; trying again in {wait:g} s")
+                time.sleep(wait)
+                wait *= 2
+        raise AssertionError("unreachable")
+
+    def for_worker(self, device: str) -> FunctionLabeler:
+        return self
+
+
+@dataclass
+class FileLabeler:
+    """Labels read from a file: JSONL, CSV or TSV rows of `text` plus one of `label`, `probs` or `logits` (a list over
+    `label_names`; in CSV/TSV a JSON list). The file's fingerprint covers its contents. Per-text tasks only."""
+
+    path: Path
+    label_names: list[str]
+    tokenizer: Any
+    encode: Encode = tokenize
+    provides: ClassVar[frozenset[str]] = frozenset({"logits"})
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.rows, self.outputs = _read_label_file(self.path)
+        texts = list(self.rows)
+        logits = target_logits([self.rows[t][1] for t in texts], self.outputs, self.label_names,
+                               lambda i: f"{self.path}:{self.rows[texts[i]][0]}")
+        self.logits = dict(zip(texts, logits))
+        self.used: set[str] = set()
+
+    @property
+    def fingerprint(self) -> str:
+        return _fingerprint("file", self.outputs, self.label_names, sorted((t, v.tolist()) for t, v in self.logits.items()))
+
+    def label(self, texts: list, spec: AnnotationSpec, advance: Callable[[int], None]) -> tuple[dict[str, torch.Tensor], int]:
+        missing = [t for t in texts if t not in self.logits]
+        if missing:
+            raise XDistilError(f"{self.path}: {len(missing)} of the texts to label are not in the file (first: {missing[0]!r}); "
+                               f"the file must hold every text of the transfer set, dev and test")
+        self.used.update(texts)
+        advance(len(texts))
+        return _token_chunk(self.tokenizer, self.encode, texts, spec, np.stack([self.logits[t] for t in texts]))
+
+    def check_covers(self, texts: Iterable[str]) -> None:
+        """Every text to label is in the file, and every row of the file is used: one clear error otherwise (before
+        anything is labeled, so a resumed run is checked too)."""
+        wanted = set(texts)
+        missing = [t for t in wanted if t not in self.logits]
+        if missing:
+            raise XDistilError(f"{self.path}: {len(missing)} of the texts to label are not in the file (first: {sorted(missing)[0]!r})")
+        extra = [t for t in self.logits if t not in wanted]
+        if extra:
+            raise XDistilError(f"{self.path}: {len(extra)} row(s) label texts that are not in the run's data "
+                               f"(first: line {self.rows[extra[0]][0]}, {extra[0]!r})")
+
+    def for_worker(self, device: str) -> FileLabeler:
+        return self
+
+
+def _read_label_file(path: Path) -> tuple[dict[str, tuple[int, Any]], str]:
+    """{text: (line, value)} and which column the values came from; one clear error for a malformed row or a text twice."""
+    from xdistil.data.readers import file_format, iter_lines
+
+    if not path.is_file():
+        raise XDistilError(f"{path}: label file not found")
+    kind = file_format(path)
+    rows: dict[str, tuple[int, Any]] = {}
+    found: str | None = None
+    if kind == "jsonl":
+        records = []
+        for line, text in iter_lines(path):
+            if text.strip():
+                try:
+                    records.append((line, json.loads(text)))
+                except json.JSONDecodeError as error:
+                    raise XDistilError(f"{path}:{line}: not a JSON object ({error.msg})") from None
+    elif kind in ("csv", "tsv"):
+        import csv
+
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle, delimiter="\t" if kind == "tsv" else ",")
+            records = [(i + 2, record) for i, record in enumerate(reader)]
+    else:
+        raise XDistilError(f"{path}: a label file is JSONL, CSV or TSV (got {kind})")
+    for line, record in records:
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise XDistilError(f"{path}:{line}: expected a row with a 'text' field")
+        given = [k for k in OUTPUT_COLUMNS if record.get(k) not in (None, "")]
+        if len(given) != 1:
+            raise XDistilError(f"{path}:{line}: expected exactly one of {', '.join(OUTPUT_COLUMNS)} beside 'text'")
+        column = given[0]
+        if found is None:
+            found = column
+        elif column != found:
+            raise XDistilError(f"{path}:{line}: '{column}' where earlier rows give '{found}'; one kind of label per file")
+        value = record[column]
+        if kind != "jsonl" and column != "label":
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise XDistilError(f"{path}:{line}: '{column}' must be a JSON list of numbers") from None
+        if record["text"] in rows:
+            raise XDistilError(f"{path}:{line}: the text of line {rows[record['text']][0]} again; one row per text")
+        rows[record["text"]] = (line, value)
+    if not rows:
+        raise XDistilError(f"{path}: no labeled rows")
+    return rows, OUTPUT_COLUMNS[found]  # type: ignore[index]
+
+
+OUTPUT_COLUMNS = {"label": "labels", "probs": "probs", "logits": "logits"}
