@@ -150,3 +150,74 @@ def test_a_labeler_giving_other_tensors_than_the_cache_holds_is_refused(tokenize
     with_repr = AnnotationSpec(16, 8, 5, None, None, "float32")  # a cache that expects representations
     with pytest.raises(XDistilError, match=r"the labeler gave \['input_ids', 'lengths', 'logits'\] for a cache of \['input_ids', 'lengths', 'logits', 'repr'\]"):
         annotate(labeler, iter(TEXTS[:5]), 5, tmp_path / "c", with_repr, "fp")
+
+
+# ---- in the pipeline: teacher.source file and function ----
+SHORT = {"distill__stages": [{"name": "soft", "losses": {"soft": 1.0}, "epochs": 2}, {"name": "gold", "losses": {"gold": 1.0}, "data": "labeled", "epochs": 1}],
+         "evaluation": {"baseline": False, "latency_batch_sizes": [1], "latency_repeats": 2}}
+
+
+def keyword_labels(texts: list[str]) -> list[str]:
+    """The labeling function of the pipeline test (`teacher.function: test_labelers:keyword_labels`): a keyword rule."""
+    from conftest import POSITIVE
+
+    return ["pos" if any(word in POSITIVE for word in text.split()) else "neg" for text in texts]
+
+
+def test_a_file_holding_the_teachers_logits_reproduces_the_in_process_student(tiny_teacher, sentiment_files, tmp_path):
+    from safetensors.torch import load_file
+
+    from conftest import tiny_run_config
+    from xdistil.pipeline import Run
+
+    made = Run(tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "model", **SHORT)).execute()
+    rows = {}
+    for name, (texts, _, _) in made.transfer.parts().items():
+        for text, logits in zip(texts, made.annotation.caches[name].load().logits):
+            rows.setdefault(text, logits.tolist())
+    labels = tmp_path / "labels.jsonl"
+    _write_jsonl(labels, [{"text": text, "logits": logits} for text, logits in rows.items()])
+    config = tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "file", teacher__model=str(tmp_path / "model" / "teacher"),
+                             teacher__source="file", teacher__labels=str(labels), **SHORT)
+    metrics = Run(config).run()
+    assert metrics["run"]["labels"] == f"file {labels}" and metrics["stages"]["teacher"] == []  # nothing fine-tuned
+    assert metrics["teacher"]["accuracy"] == made.metrics["teacher"]["accuracy"]
+    assert metrics["student"]["accuracy"] == made.metrics["student"]["accuracy"]
+    ours, theirs = load_file(tmp_path / "file" / "student" / "model.safetensors"), load_file(tmp_path / "model" / "student" / "model.safetensors")
+    assert ours.keys() == theirs.keys() and all(bool((ours[k] == theirs[k]).all()) for k in ours)
+    assert "Labels from file" in (tmp_path / "file" / "report.md").read_text()
+
+
+def test_a_function_labels_the_run_and_a_second_run_calls_it_for_nothing(tiny_teacher, sentiment_files, tmp_path, monkeypatch):
+    import numpy as np
+
+    from conftest import tiny_run_config
+    import test_labelers
+    from xdistil.pipeline import Run
+
+    calls: list[int] = []
+    rule = test_labelers.keyword_labels
+    monkeypatch.setattr(test_labelers, "keyword_labels", lambda texts: calls.append(len(texts)) or rule(texts))
+    config = tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "run", teacher__source="function",
+                             teacher__function="test_labelers:keyword_labels", teacher__outputs="labels", **SHORT)
+    made = Run(config).execute()
+    assert sum(calls) == sum(len(c) for c in made.annotation.caches.values())  # every text once: train, transfer, dev, test
+    test_labels = made.annotation.caches["test"].load().logits.argmax(1)
+    truth = np.asarray(made.data.corpus.test.labels)
+    assert made.metrics["teacher"]["accuracy"] == float((test_labels == truth).mean()) == 1.0  # the keyword rule is right here
+    assert made.metrics["run"]["labels"] == "function test_labelers:keyword_labels"
+    calls.clear()
+    Run(config).run()
+    assert calls == []  # every chunk was cached
+
+
+def test_stages_a_file_or_function_cannot_feed_are_refused_when_the_config_is_read(tiny_teacher, sentiment_files, tmp_path):
+    from conftest import tiny_run_config
+
+    with pytest.raises(XDistilError, match=r"distill.stages\[0\] \('representation'\): the 'representation' loss needs the teacher's "
+                                           r"representations, which teacher.source function does not give"):
+        tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "r", teacher__source="function", teacher__function="test_labelers:keyword_labels")
+    with pytest.raises(XDistilError, match="teacher.source is file: give teacher.labels"):
+        tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "r", teacher__source="file", **SHORT)
+    with pytest.raises(XDistilError, match="teacher.labels is set but teacher.source is model; set teacher.source: file"):
+        tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "r", teacher__labels="labels.jsonl", **SHORT)

@@ -11,7 +11,8 @@ from xdistil.teacher.models import resolve_teacher
 
 def check_before_running(config: RunConfig) -> None:
     """The teacher exists and its config reads; layer indices (teacher.layer, and any a loss's settings name, e.g. the
-    layers loss's layer_map) exist in it; the student family's own settings fit (e.g. kept layers)."""
+    layers loss's layer_map) exist in it; the student family's own settings fit (e.g. kept layers); a label file
+    exists, a labeling function imports."""
     from transformers import AutoConfig
 
     source = resolve_teacher(config.teacher.model)
@@ -29,3 +30,9 @@ def check_before_running(config: RunConfig) -> None:
             except ValueError as err:
                 raise XDistilError(f"distill.stages: {err}") from None
     family(config.student.arch).preflight(config.student, teacher_config)
+    if config.teacher.source == "file" and not config.teacher.labels.is_file():
+        raise XDistilError(f"teacher.labels: {config.teacher.labels}: label file not found")
+    if config.teacher.source == "function":
+        from xdistil.transfer.labelers import import_function
+
+        import_function(config.teacher.function)

@@ -68,6 +68,34 @@ class TeacherConfig(_Strict):
     pooling: Literal["auto", "first", "mean"] = Field(
         "auto", description="first token, mean over tokens, or auto: a sentence encoder's own pooling, else first"
     )
+    # labels from outside the process (`transfer/labelers.py`): the model above is then only the reference encoder (the
+    # student's tokenizer and embedding table, the size and speed figures compare with it) and is not fine-tuned
+    source: Literal["model", "file", "function"] = Field(
+        "model", description="who labels: the fine-tuned model, a file of labels (teacher.labels), or a function (teacher.function)")
+    labels: Path | None = Field(None, description="source file: JSONL/CSV/TSV of text plus label, probs or logits, for every text "
+                                                  "to label (train, transfer, dev, test)")
+    function: str | None = Field(None, description="source function: 'module:attribute', a function of a list of texts "
+                                                   "returning one row per text (see teacher.outputs)")
+    outputs: Literal["probs", "logits", "labels"] = Field("probs", description="what the function gives per text")
+    version: str = Field("1", description="the function's version, part of the cache's fingerprint: change it to label afresh")
+    retries: int = Field(3, ge=0, description="further calls of the function after a failed one (waits double from 1 s)")
+
+    @model_validator(mode="after")
+    def _source_settings(self) -> TeacherConfig:
+        """Each source has what it needs, and no other source's settings."""
+        if self.source == "file" and self.labels is None:
+            raise ValueError("teacher.source is file: give teacher.labels, the file of labels")
+        if self.source == "function" and (self.function is None or ":" not in self.function):
+            raise ValueError("teacher.source is function: give teacher.function as 'module:attribute'")
+        for key, source in (("labels", "file"), ("function", "function")):
+            if getattr(self, key) is not None and self.source != source:
+                raise ValueError(f"teacher.{key} is set but teacher.source is {self.source}; set teacher.source: {source}")
+        return self
+
+    @property
+    def external(self) -> bool:
+        """Labels come from outside the process: the model is not fine-tuned and gives no representations."""
+        return self.source != "model"
 
 
 class AugmentConfig(_Strict):
@@ -324,6 +352,8 @@ class RunConfig(_Strict):
             raise ValueError(f"transfer.augment is for classification; set transfer.augment.factor: 0 for {task.name}")
         if not task.pooled and any("layers" in stage.losses for stage in self.distill.stages):
             raise ValueError("the 'layers' loss matches pooled text vectors: it is for classification")
+        if self.teacher.external:
+            self._check_external_labels(task)
         groups = self.student.layer_groups()
         for number, stage in enumerate(self.distill.stages):
             for group in stage.train if isinstance(stage.train, list) else ():
@@ -333,6 +363,21 @@ class RunConfig(_Strict):
                         f"student; expected one of {', '.join(groups)}"
                     )
         return self
+
+    def _check_external_labels(self, task) -> None:
+        """Labels from a file or a function are one row of logits per text: no per-word tasks, no loss that
+        needs the teacher's representations or its hidden states."""
+        from xdistil.distill.losses import missing_targets
+
+        source = f"teacher.source {self.teacher.source}"
+        if task.per_word:
+            raise ValueError(f"{source} labels whole texts; {task.name} needs the model teacher (teacher.source: model)")
+        for number, stage in enumerate(self.distill.stages):
+            for name in stage.losses:
+                lacking = missing_targets(name, frozenset({"logits"}))
+                if lacking:
+                    raise ValueError(f"distill.stages[{number}] ('{stage.name}'): the '{name}' loss needs {lacking}, which "
+                                     f"{source} does not give; give distill.stages without it (e.g. soft, then gold)")
 
 
 def _one_line(err: ValidationError, source: str) -> str:
@@ -376,7 +421,8 @@ def absolute_paths(config: RunConfig, base: Path) -> RunConfig:
         "test": where(config.data.test) if config.data.test else None,
         "transfer": [where(p) for p in config.data.transfer],
     })
-    update: dict[str, Any] = {"data": data, "out": where(config.out), "teacher": config.teacher.model_copy(update={"model": maybe(config.teacher.model)})}
+    teacher = {"model": maybe(config.teacher.model), "labels": where(config.teacher.labels) if config.teacher.labels else None}
+    update: dict[str, Any] = {"data": data, "out": where(config.out), "teacher": config.teacher.model_copy(update=teacher)}
     encoder = getattr(config.student, "encoder", None)
     if isinstance(encoder, str):
         update["student"] = config.student.model_copy(update={"encoder": maybe(encoder)})

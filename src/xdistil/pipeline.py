@@ -38,11 +38,10 @@ from xdistil.student.registry import family
 from xdistil.student.vocab import PrunedVocab
 from xdistil.tasks import get_task
 from xdistil.text import same_tokenization
-from xdistil.teacher.inference import resolve_layer
-from xdistil.teacher.models import load_tokenizer, resolve_pooling
+from xdistil.teacher.models import load_tokenizer
 from xdistil.teacher.store import Teacher, load_or_finetune
 from xdistil.transfer.cache import Annotation, AnnotationSpec, TransferCache, annotate_parts
-from xdistil.transfer.labelers import TeacherLabeler, student_token_caches
+from xdistil.transfer.labelers import run_labeler, student_token_caches
 from xdistil.transfer.ray_engine import annotation_engine
 from xdistil.transfer.stream import TransferStream
 
@@ -118,7 +117,8 @@ class Run:
         config, corpus, started = self.config, data.corpus, time.perf_counter()
         enter_step("teacher fine-tuning")
         self.threads.say(torch.get_num_threads(), log)
-        teacher_fp = fingerprint(config.teacher.model_dump(mode="json", exclude=set(ANNOTATION_ONLY)), data.fingerprint, config.seed)
+        reference = ("reference encoder",) if config.teacher.external else ()  # labels from outside: the model as it is
+        teacher_fp = fingerprint(config.teacher.model_dump(mode="json", exclude=set(ANNOTATION_ONLY)), data.fingerprint, config.seed, *reference)
 
         def finetune(model: torch.nn.Module) -> StageHistory:
             log(f"teacher: fine-tuning {config.teacher.model} on {len(corpus.train):,} labeled examples")
@@ -131,12 +131,10 @@ class Run:
 
     # ---- transfer set ----
     def annotate(self, data: Data, teacher: Teacher, tokenizer, stream: TransferStream) -> Annotation:
-        """The teacher's outputs on every part of the transfer stream, chunk by chunk in the run folder's cache."""
+        """The labeler's outputs (the teacher's, by default) on every part of the transfer stream, chunk by chunk in the run folder's cache."""
         started, config = time.perf_counter(), self.config
         enter_step("annotation")
-        layer = resolve_layer(teacher.model, config.teacher.layer)
-        spec = AnnotationSpec.from_config(config, layer, resolve_pooling(config.teacher.model, config.teacher.pooling))
-        labeler = TeacherLabeler.of(teacher, tokenizer, self.task, data.corpus.label_names, config.transfer.teacher_precision, self.folder.teacher)
+        labeler, spec = run_labeler(config, teacher, tokenizer, self.task, data.corpus.label_names, self.folder.teacher, stream.parts())
         annotation = annotate_parts(labeler, stream.parts(), self.folder.cache, spec, self.task.long_text, changed=self._why(ANNOTATION_KEYS),
                                     engine=annotation_engine(config.transfer))
         self._timed("annotate", started)

@@ -26,7 +26,7 @@ from xdistil.progress import log
 HISTORY = "config_history.jsonl"
 HISTORY_KEEP = 20
 # teacher settings that only change what annotation extracts: not part of the fine-tuned teacher's identity
-ANNOTATION_ONLY = ("layer", "pooling")
+ANNOTATION_ONLY = ("layer", "pooling", "source", "labels", "function", "outputs", "version", "retries")
 # the config keys each step reads, in the order a changed one is named in the log (see step_reason)
 TEACHER_KEYS = ("data", "seed", *(f"teacher.{k}" for k in TeacherConfig.model_fields if k not in ANNOTATION_ONLY))
 ANNOTATION_KEYS = (*TEACHER_KEYS, *(f"teacher.{k}" for k in ANNOTATION_ONLY), "transfer")

@@ -65,9 +65,11 @@ class DistillLoss(nn.Module):
 
     `needs_teacher`: the loss reads the teacher's hidden states, computed online on each batch
     (`batch["teacher_hidden_states"]`, `batch["teacher_attention_mask"]`) rather than cached.
+    `reads`: the cached targets it needs from the labeler (`logits`, `repr`): a labeler that lacks one is refused.
     """
 
     needs_teacher: ClassVar[bool] = False
+    reads: ClassVar[frozenset[str]] = frozenset()
     settings_class: ClassVar[type[LossSettings]] = LossSettings
 
     @classmethod
@@ -94,6 +96,15 @@ def register_loss(name: str) -> Callable[[type[DistillLoss]], type[DistillLoss]]
 def needs_teacher(losses: list[str] | set[str]) -> bool:
     """Whether any of these losses reads the teacher's states on each batch."""
     return any(LOSSES[name].needs_teacher for name in losses)
+
+
+def missing_targets(loss: str, provides: frozenset[str]) -> str | None:
+    """What loss `loss` needs that a labeler giving `provides` (and no teacher model in the process) lacks, in words; None if nothing."""
+    cls = LOSSES[loss]
+    if cls.needs_teacher:
+        return "the teacher model's hidden states on each batch"
+    lacking = sorted(cls.reads - provides)
+    return " and ".join({"logits": "the teacher's logits", "repr": "the teacher's representations"}.get(t, t) for t in lacking) or None
 
 
 def loss_settings(name: str, value: Any) -> LossSettings:
@@ -134,6 +145,8 @@ class HardLoss(DistillLoss):
     matches the teacher given a large transfer set.
     """
 
+    reads = frozenset({"logits"})
+
     def forward(self, out, batch: dict, mask: torch.Tensor | None = None) -> torch.Tensor:
         logits = _select(out.logits, mask)
         target = _select(batch["teacher_logits"], mask).argmax(dim=-1)
@@ -154,6 +167,7 @@ class SoftLoss(DistillLoss):
     """
 
     settings_class = SoftSettings
+    reads = frozenset({"logits"})
 
     def __init__(self, kind: str = "mse", temperature: float = 1.0):
         super().__init__()
@@ -190,6 +204,7 @@ class RepresentationLoss(DistillLoss):
     """
 
     settings_class = RepresentationSettings
+    reads = frozenset({"repr"})
 
     def __init__(self, student_dim: int, teacher_dim: int, kind: str = "mse"):
         super().__init__()

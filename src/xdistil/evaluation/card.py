@@ -32,8 +32,10 @@ def card_text(metrics: dict, config: dict, labels: list[str], notes: list[str]) 
         "",
         f"# {run['name']}: a distilled {run['student_arch']} student",
         "",
-        f"A {run['student_arch']} {task.noun} distilled by xdistil from the teacher "
-        f"`{run['teacher']}` ({teacher['params']:,} parameters) with unlabeled transfer text.",
+        f"A {run['student_arch']} {task.noun} distilled by xdistil from "
+        + (f"the labels of {run['labels']} (reference encoder `{run['teacher']}`, {teacher['params']:,} parameters)" if run.get("labels")
+           else f"the teacher `{run['teacher']}` ({teacher['params']:,} parameters)")
+        + " with unlabeled transfer text.",
         "",
         "## What it is",
         "",

@@ -113,10 +113,13 @@ def quick_lines(metrics: dict) -> list[str]:
 def write_report(folder: Path, metrics: dict, histories: dict[str, list[StageHistory]], notes: list[str]) -> Path:
     """report.md with the table, headline ratios, data notes and a learning-curve figure per model."""
     primary = metrics.get("primary_metric", "accuracy")
+    labels = metrics["run"].get("labels")
+    who = (f"Labels from {labels} (the teacher column: those labels' quality; its size and speed are the reference encoder "
+           f"`{metrics['run']['teacher']}`'s)" if labels else f"Teacher `{metrics['run']['teacher']}`")
     sections = [
         f"# xdistil run report: {metrics['run']['name']}",
         "",
-        f"Teacher `{metrics['run']['teacher']}` distilled into a {metrics['run']['student_arch']} student. "
+        f"{who} distilled into a {metrics['run']['student_arch']} student. "
         f"Models were selected on the dev split only; every figure below is on the test split "
         f"({metrics['data']['test']:,} {describe(metrics.get('task', 'classification')).example_unit}).",
         "",

@@ -122,6 +122,8 @@ def _metrics(run: Finished, threads: int) -> dict:
         "run": {
             "name": run.folder.root.name,
             "teacher": config.teacher.model,
+            # labels from outside the process: the `teacher` figures are then those labels', size and speed the reference encoder's
+            "labels": f"{config.teacher.source} {config.teacher.labels or config.teacher.function}" if config.teacher.external else None,
             "student_arch": config.student.arch,
             "threads": threads,
             "device": str(run.device),

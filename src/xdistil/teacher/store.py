@@ -60,16 +60,18 @@ def load_or_finetune(
     device: torch.device | str, finetune: Callable[[torch.nn.Module], StageHistory], why: Callable[[], str] | None = None,
 ) -> Teacher:
     """The teacher saved in `folder` for `fingerprint`; else `config.model` with a head for our labels
-    (`auto_class`), fine-tuned by `finetune(model)` unless `config.finetune` is off, then saved. A teacher saved
-    for another fingerprint is redone, and the log says `why()`."""
+    (`auto_class`), fine-tuned by `finetune(model)` unless `config.finetune` is off or the labels come from outside
+    (`config.external`: the model is then only the reference encoder), then saved. A teacher saved for another
+    fingerprint is redone, and the log says `why()`."""
     if why is not None and saved_fingerprint(folder) not in (None, fingerprint):
         log(f"teacher: redone ({why()})")
     done = load_teacher(folder, fingerprint, auto_class, device)
     if done is not None:
         log(f"teacher: loaded the fine-tuned teacher from {folder}")
         return done
-    model = load_classifier(config.model, label_names, not config.finetune, auto_class).to(device)
-    history = [finetune(model)] if config.finetune else []
+    trains = config.finetune and not config.external
+    model = load_classifier(config.model, label_names, not config.finetune and not config.external, auto_class).to(device)
+    history = [finetune(model)] if trains else []
     teacher = Teacher(model.eval(), fingerprint, history)
     if distributed.is_main():  # every process holds the same fine-tuned weights; one writes them
         save_teacher(folder, teacher, tokenizer)

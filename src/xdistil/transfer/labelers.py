@@ -28,7 +28,7 @@ from xdistil.fingerprint import fingerprint as _fingerprint
 from xdistil.progress import log
 from xdistil.tasks.description import TOKENS_SUFFIX
 from xdistil.text import Encode, tokenization_rules, tokenize
-from xdistil.transfer.cache import AnnotationSpec, Annotator, PairedCache, TransferCache, annotate_parts
+from xdistil.transfer.cache import AnnotationSpec, Annotator, Labeler, PairedCache, TransferCache, annotate_parts
 
 OUTPUTS = ("probs", "logits", "labels")  # what a function or file labeler gives per text
 SMALLEST_PROBABILITY = 1e-6  # a probability of 0 (or a hard label's other classes) becomes this before the log
@@ -310,3 +310,44 @@ def _read_label_file(path: Path) -> tuple[dict[str, tuple[int, Any]], str]:
 
 
 OUTPUT_COLUMNS = {"label": "labels", "probs": "probs", "logits": "logits"}
+TARGETS = frozenset({"logits", "repr"})  # what a teacher-kind cache can hold beside the token ids
+
+
+def import_function(path: str) -> Callable:
+    """The function named 'module:attribute' (teacher.function); one clear line when it cannot be had."""
+    from importlib import import_module
+
+    module, _, attribute = path.partition(":")
+    try:
+        found = getattr(import_module(module), attribute)
+    except (ImportError, AttributeError) as error:
+        raise XDistilError(f"teacher.function '{path}': {type(error).__name__}: {error}") from None
+    if not callable(found):
+        raise XDistilError(f"teacher.function '{path}' is not a function")
+    return found
+
+
+def run_labeler(config, teacher, tokenizer, task, label_names: Sequence[str], folder: Path,
+                parts: dict[str, tuple[Iterable, int, str]]) -> tuple[Labeler, AnnotationSpec]:
+    """The labeler a run config names (`teacher.source`) and the spec of the caches it fills. A file labeler is
+    checked against every text of `parts` first (the train, transfer, dev and test texts)."""
+    from xdistil.teacher.inference import resolve_layer
+    from xdistil.teacher.models import resolve_pooling
+
+    settings = config.teacher
+    labeler: Labeler
+    if settings.source == "model":
+        labeler = TeacherLabeler.of(teacher, tokenizer, task, label_names, config.transfer.teacher_precision, folder)
+        layer, pooling = resolve_layer(teacher.model, settings.layer), resolve_pooling(settings.model, settings.pooling)
+    elif settings.source == "file":
+        labeler = FileLabeler(settings.labels, list(label_names), tokenizer, task.description.encode)
+        labeler.check_covers(item for texts, _, _ in parts.values() for item in texts)
+        layer = pooling = None
+    else:
+        labeler = FunctionLabeler(import_function(settings.function), f"{settings.function} v{settings.version}", list(label_names),
+                                  tokenizer, settings.outputs, settings.retries, encode=task.description.encode)
+        layer = pooling = None
+    if settings.external:
+        log(f"labels: from {settings.source} {settings.labels or settings.function}; {settings.model} is only the reference encoder")
+    spec = replace(AnnotationSpec.from_config(config, layer, pooling), without=tuple(sorted(TARGETS - labeler.provides)))
+    return labeler, spec
