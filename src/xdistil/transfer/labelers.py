@@ -228,18 +228,13 @@ class FileLabeler:
         logits = target_logits([self.rows[t][1] for t in texts], self.outputs, self.label_names,
                                lambda i: f"{self.path}:{self.rows[texts[i]][0]}")
         self.logits = dict(zip(texts, logits))
-        self.used: set[str] = set()
-
-    @property
-    def fingerprint(self) -> str:
-        return _fingerprint("file", self.outputs, self.label_names, sorted((t, v.tolist()) for t, v in self.logits.items()))
+        self.fingerprint = _fingerprint("file", self.label_names, sorted((t, v.tolist()) for t, v in self.logits.items()))
 
     def label(self, texts: list, spec: AnnotationSpec, advance: Callable[[int], None]) -> tuple[dict[str, torch.Tensor], int]:
         missing = [t for t in texts if t not in self.logits]
         if missing:
             raise XDistilError(f"{self.path}: {len(missing)} of the texts to label are not in the file (first: {missing[0]!r}); "
                                f"the file must hold every text of the transfer set, dev and test")
-        self.used.update(texts)
         advance(len(texts))
         return _token_chunk(self.tokenizer, self.encode, texts, spec, np.stack([self.logits[t] for t in texts]))
 
