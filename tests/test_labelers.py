@@ -152,6 +152,25 @@ def test_a_labeler_giving_other_tensors_than_the_cache_holds_is_refused(tokenize
         annotate(labeler, iter(TEXTS[:5]), 5, tmp_path / "c", with_repr, "fp")
 
 
+def test_an_ensembles_targets_are_the_weighted_mean_of_its_members(tokenizer, tmp_path):
+    from xdistil.transfer.labelers import EnsembleLabeler
+
+    unsure = lambda texts: [[0.5, 0.5]] * len(texts)  # noqa: E731
+    members = [FunctionLabeler(probabilities, "a", LABELS, tokenizer), FunctionLabeler(unsure, "b", LABELS, tokenizer)]
+    mean = 0.75 * np.asarray(probabilities(TEXTS)) + 0.25 * np.asarray(unsure(TEXTS))
+    rows = annotate(EnsembleLabeler(members, weights=[3, 1]), iter(TEXTS), len(TEXTS), tmp_path / "probs", SPEC, "fp").load()
+    assert np.allclose(np.exp(rows.logits), mean, atol=1e-6)
+    assert [r.tolist() for r in rows.ids] == tokenizer(TEXTS, truncation=True, max_length=16)["input_ids"]
+    by_logits = annotate(EnsembleLabeler(members, combine="logits"), iter(TEXTS), len(TEXTS), tmp_path / "logits", SPEC, "fp").load()
+    expected = (np.log(np.asarray(probabilities(TEXTS))) + np.log(np.asarray(unsure(TEXTS)))) / 2
+    assert np.allclose(by_logits.logits, expected, atol=1e-6)
+    assert EnsembleLabeler(members).fingerprint != EnsembleLabeler(members[::-1], weights=[3, 1]).fingerprint
+    with pytest.raises(XDistilError, match="at least two members"):
+        EnsembleLabeler(members[:1])
+    with pytest.raises(XDistilError, match="one non-negative weight per member"):
+        EnsembleLabeler(members, weights=[1, -1])
+
+
 # ---- in the pipeline: teacher.source file and function ----
 SHORT = {"distill__stages": [{"name": "soft", "losses": {"soft": 1.0}, "epochs": 2}, {"name": "gold", "losses": {"gold": 1.0}, "data": "labeled", "epochs": 1}],
          "evaluation": {"baseline": False, "latency_batch_sizes": [1], "latency_repeats": 2}}

@@ -13,6 +13,7 @@ def check_before_running(config: RunConfig) -> None:
     """The teacher exists and its config reads; layer indices (teacher.layer, and any a loss's settings name, e.g. the
     layers loss's layer_map) exist in it; the student family's own settings fit (e.g. kept layers); a label file
     exists, a labeling function imports."""
+    import accelerate.utils as accelerate_utils
     from transformers import AutoConfig
 
     source = resolve_teacher(config.teacher.model)
@@ -30,6 +31,9 @@ def check_before_running(config: RunConfig) -> None:
             except ValueError as err:
                 raise XDistilError(f"distill.stages: {err}") from None
     family(config.student.arch).preflight(config.student, teacher_config)
+    for tracker in config.tracking:
+        if not getattr(accelerate_utils, f"is_{tracker}_available")():
+            raise XDistilError(f"tracking: {tracker} is not installed (pip install {'wandb' if tracker == 'wandb' else repr('xdistil[tracking]')})")
     if config.teacher.source == "file" and not config.teacher.labels.is_file():
         raise XDistilError(f"teacher.labels: {config.teacher.labels}: label file not found")
     if config.teacher.source == "function":

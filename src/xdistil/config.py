@@ -288,6 +288,10 @@ class RunConfig(_Strict):
     out: Path = Path("runs/demo")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    tracking: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list, description="experiment trackers (accelerate's) that get the config, every epoch's losses and dev "
+        "scores and the test figures when the run finishes; pip install 'xdistil[tracking]' for tensorboard and mlflow"
+    )
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads for the whole run; default the CPUs the process may use (affinity and cgroup quota)"
     )

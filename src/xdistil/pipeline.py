@@ -28,6 +28,7 @@ from xdistil.distill.stages import Stage, expand_stages, gold_only
 from xdistil.errors import XDistilError
 from xdistil.evaluation.results import write_results
 from xdistil.evaluation.summary import Finished, run_metrics
+from xdistil.evaluation.tracking import track_run
 from xdistil.fingerprint import fingerprint
 from xdistil.loop import StageHistory
 from xdistil.progress import enter_step, log
@@ -83,7 +84,8 @@ class Run:
         check_before_running(config)  # before the folder is touched: a config that cannot run leaves nothing behind
         # under `accelerate launch`/`torchrun` this joins the other processes (gloo on CPUs): see distributed.py
         cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
-        self.accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
+        self.accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision, log_with=config.tracking or None,
+                                       project_dir=str(self.folder.tracking) if config.tracking else None)
         # the main process holds the folder's lock until execute() returns, close(), or the Run is gone; the others get the previous config
         locks: list = []
         self.previous = distributed.on_main(lambda: prepare_folder(self.out, config, overwrite, keep_lock=locks.append))
@@ -198,8 +200,10 @@ class Run:
         metrics = run_metrics(finished)
         self._timed("evaluate", started)
         curves = {"teacher": made.teacher.history, "student": student.histories, "baseline": baseline.histories if baseline else []}
-        return write_results(self.folder, {**metrics, "seconds": self.timings}, curves, config_to_dict(self.config), corpus.label_names,
-                             corpus.notes + made.annotation.notes)
+        written = write_results(self.folder, {**metrics, "seconds": self.timings}, curves, config_to_dict(self.config), corpus.label_names,
+                                corpus.notes + made.annotation.notes)
+        track_run(self.accelerator, self.folder, config_to_dict(self.config), curves, written)  # no trackers configured: nothing
+        return written
 
     def execute(self, until: str = "evaluate") -> RunOutputs:
         """Run the steps up to and including `until`; earlier finished steps are loaded, not redone."""

@@ -48,6 +48,7 @@ class RunFolder:
     student = property(lambda self: self.root / "student")  # the distilled student (xdistil's folder format)
     metrics = property(lambda self: self.root / "metrics.json")
     report = property(lambda self: self.root / "report.md")
+    tracking = property(lambda self: self.root / "tracking")  # the trackers' files (TensorBoard events, an MLflow store)
 
     def student_tokens(self, tokenizer_fp: str) -> Path:
         """The student's own token ids of the transfer set, when it reads another tokenizer than the teacher's."""
@@ -59,7 +60,7 @@ class RunFolder:
 
 # every name xdistil writes directly inside a run folder (plots match curves_*.png; temporaries end in .tmp)
 WRITTEN = tuple(getattr(RunFolder(Path()), name).name for name in ("config", "data", "teacher", "cache", "checkpoints", "student",
-                                                                   "metrics", "report")) + (MARKER, HISTORY, LOCK)
+                                                                   "metrics", "report", "tracking")) + (MARKER, HISTORY, LOCK)
 
 
 def first_difference(old: object, new: object, prefix: str = "") -> str | None:

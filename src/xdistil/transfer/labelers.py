@@ -8,6 +8,7 @@
   without calling it again for finished chunks; a failing call is retried a bounded number of times.
 - `FileLabeler`: labels someone already produced, read from a JSONL/CSV/TSV file of `text` plus `label`, `probs`
   or `logits`; a text the file lacks is an error naming it, never a silently dropped row.
+- `EnsembleLabeler`: several of these as one (the weighted mean of their probabilities or logits).
 """
 
 from __future__ import annotations
@@ -252,6 +253,49 @@ class FileLabeler:
 
     def for_worker(self, device: str) -> FileLabeler:
         return self
+
+
+@dataclass
+class EnsembleLabeler:
+    """Several labelers as one: the weighted mean of their probabilities (`combine: probs`, stored as its log) or of
+    their logits. The token ids (and word starts) are the first member's, the tokenizer the student reads; the
+    members' representations (different widths, different spaces) are not combined."""
+
+    members: list[Any]  # Labelers over the same label names, in the same order
+    combine: str = "probs"
+    weights: list[float] | None = None  # default: equal
+    provides: ClassVar[frozenset[str]] = frozenset({"logits"})
+
+    def __post_init__(self) -> None:
+        if self.combine not in ("probs", "logits"):
+            raise XDistilError(f"ensemble combine '{self.combine}': expected probs or logits")
+        if len(self.members) < 2:
+            raise XDistilError("an ensemble needs at least two members")
+        weights = self.weights or [1.0] * len(self.members)
+        if len(weights) != len(self.members) or min(weights) < 0 or sum(weights) <= 0:
+            raise XDistilError(f"ensemble weights {weights}: one non-negative weight per member ({len(self.members)}), not all 0")
+        self.shares = np.asarray(weights, dtype=np.float64) / sum(weights)
+
+    @property
+    def fingerprint(self) -> str:
+        return _fingerprint("ensemble", self.combine, self.shares.tolist(), [m.fingerprint for m in self.members])
+
+    def label(self, texts: list, spec: AnnotationSpec, advance: Callable[[int], None]) -> tuple[dict[str, torch.Tensor], int]:
+        outputs = [member.label(texts, spec, lambda n: None) for member in self.members]
+        logits = [tensors["logits"].double() for tensors, _ in outputs]
+        if len({tuple(x.shape) for x in logits}) != 1:
+            raise XDistilError(f"ensemble members gave logits of shapes {[tuple(x.shape) for x in logits]}; they must label the same rows")
+        if self.combine == "probs":
+            mean = sum(share * torch.softmax(x, dim=-1) for share, x in zip(self.shares, logits))
+            combined = torch.log(mean.clamp_min(SMALLEST_PROBABILITY))
+        else:
+            combined = sum(share * x for share, x in zip(self.shares, logits))
+        first, cut = outputs[0]
+        advance(len(texts))
+        return {**{k: v for k, v in first.items() if k not in TARGETS}, "logits": combined.float()}, cut
+
+    def for_worker(self, device: str) -> EnsembleLabeler:
+        return replace(self, members=[m.for_worker(device) for m in self.members])
 
 
 def _read_label_file(path: Path) -> tuple[dict[str, tuple[int, Any]], str]:
