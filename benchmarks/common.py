@@ -22,15 +22,11 @@ def quiet_transformers() -> None:
 
 
 def link_shared(base: Path, out: Path, names: Sequence[str]) -> None:
-    """Symlink the base folder's finished parts (teacher, caches) into another run folder (marked as one first)."""
-    from xdistil.folderlock import mark_run_folder
+    """Symlink the base folder's finished parts (teacher, caches) into another run folder (marked as one first):
+    what `xdistil sweep` does for each of its students."""
+    from xdistil.sweep import link_shared as link
 
-    mark_run_folder(out)
-    for name in names:
-        link = out / name
-        if not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to((base / name).resolve(), target_is_directory=True)
+    link(base, out, tuple(names))
 
 
 def run_row(values: dict, base: Path, out: Path, until: str = "evaluate"):

@@ -192,6 +192,25 @@ def evaluate(config: ConfigArg) -> None:
     _step(config, "evaluate", False)
 
 
+@app.command()
+def sweep(
+    config: ConfigArg,
+    student: Annotated[Optional[list[str]], typer.Option(
+        "--student", help="a student to train, repeatable: arch[:key=value,...], e.g. bilstm:hidden=128 or transformer:layers=3 "
+        "(default: bilstm and transformer:layers=3)")] = None,
+    batch: Annotated[int, typer.Option(help="the batch size the latency budget and the frontier are read at", min=1)] = 32,
+    max_latency_ms: Annotated[Optional[float], typer.Option(help="budget: median CPU ms per batch of --batch texts, from raw text")] = None,
+    max_size_mb: Annotated[Optional[float], typer.Option(help="budget: the model file's size on disk")] = None,
+) -> None:
+    """Several students from one teacher and transfer set, each measured here (quality, latency, size; PyTorch and ONNX
+    int8); RUN/sweep/frontier.json and report.md, and with a budget the best student that fits, copied to RUN/best/."""
+    from xdistil.sweep import DEFAULT_STUDENTS, StudentSpec, run_sweep, sweep_table
+
+    _refuse_if_in_use(_config_out(config))
+    specs = [StudentSpec.parse(s) for s in (student or DEFAULT_STUDENTS)]
+    typer.echo(sweep_table(run_sweep(_load(config), specs, batch, max_latency_ms, max_size_mb)))
+
+
 def _predictor(folder: Path):
     """A student folder (PyTorch) or an exported one (ONNX, run without torch)."""
     from xdistil.export.runtime import ONNX_CONFIG, OnnxStudent

@@ -49,6 +49,8 @@ class RunFolder:
     metrics = property(lambda self: self.root / "metrics.json")
     report = property(lambda self: self.root / "report.md")
     tracking = property(lambda self: self.root / "tracking")  # the trackers' files (TensorBoard events, an MLflow store)
+    sweep = property(lambda self: self.root / "sweep")  # `xdistil sweep`: one run folder per student, the frontier
+    best = property(lambda self: self.root / "best")  # `xdistil sweep` with a budget: the chosen student
 
     def student_tokens(self, tokenizer_fp: str) -> Path:
         """The student's own token ids of the transfer set, when it reads another tokenizer than the teacher's."""
@@ -60,7 +62,7 @@ class RunFolder:
 
 # every name xdistil writes directly inside a run folder (plots match curves_*.png; temporaries end in .tmp)
 WRITTEN = tuple(getattr(RunFolder(Path()), name).name for name in ("config", "data", "teacher", "cache", "checkpoints", "student",
-                                                                   "metrics", "report", "tracking")) + (MARKER, HISTORY, LOCK)
+                                                                   "metrics", "report", "tracking", "sweep", "best")) + (MARKER, HISTORY, LOCK)
 
 
 def first_difference(old: object, new: object, prefix: str = "") -> str | None:
