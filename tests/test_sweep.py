@@ -44,10 +44,11 @@ def test_every_student_is_measured_in_both_formats_and_the_budget_picks_the_best
 
 def test_a_second_sweep_retrains_nothing_and_an_impossible_budget_picks_nothing(swept):
     config, out, _ = swept
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "sweep").glob("*/student/model.safetensors")}
+    made = [*(out / "sweep").glob("*/checkpoints/student/stage-*.safetensors"), *(out / "sweep").glob("*/onnx-int8/model.onnx")]
+    stamps = {p: p.stat().st_mtime_ns for p in made}
     teacher = (out / "teacher" / "model.safetensors").stat().st_mtime_ns
     result = run_sweep(config, [StudentSpec.parse(s) for s in STUDENTS], batch=8, max_latency_ms=1e-9)
-    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps and len(stamps) == 3
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps and len([p for p in stamps if p.suffix == ".onnx"]) == 3
     assert (out / "teacher" / "model.safetensors").stat().st_mtime_ns == teacher
     assert result["chosen"] is None
 

@@ -226,18 +226,27 @@ def _predictor(folder: Path):
 def export(
     source: Annotated[Path, typer.Argument(help="a run folder or its student/ folder")],
     out: Annotated[Optional[Path], typer.Option(help="folder for the exported student (default: SOURCE/onnx or onnx-int8)")] = None,
-    format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
-    int8: Annotated[bool, typer.Option("--int8", help="dynamic int8 quantisation of the weights")] = False,
+    format: Annotated[str, typer.Option("--format", help="onnx, or transformers (a transformer student as a plain Hugging Face folder)")] = "onnx",
+    int8: Annotated[bool, typer.Option("--int8", help="dynamic int8 quantisation of the weights (onnx)")] = False,
 ) -> None:
-    """Export a student to ONNX: model.onnx, tokenizer and labels; predicts with onnxruntime alone
-    (`xdistil predict FOLDER`, or `xdistil.OnnxStudent(FOLDER)`). Refused if it would change the outputs."""
-    from xdistil.export.onnx import export_onnx
+    """Export a student to ONNX (model.onnx, tokenizer and labels; predicts with onnxruntime alone: `xdistil predict
+    FOLDER`, or `xdistil.OnnxStudent(FOLDER)`), or a transformer student to a folder `transformers.pipeline` loads.
+    Refused if it would change the outputs."""
     from xdistil.progress import enter_step
 
     enter_step("export")
-    if format != "onnx":
-        raise XDistilError(f"export: unknown --format '{format}'; expected onnx")
+    if format not in ("onnx", "transformers"):
+        raise XDistilError(f"export: unknown --format '{format}'; expected onnx or transformers")
     run_folder = source.parent if source.name == "student" else source
+    if format == "transformers":
+        from xdistil.export.hf_folder import export_transformers
+
+        if int8:
+            raise XDistilError("export: --int8 is for --format onnx")
+        typer.echo(str(export_transformers(source, out or run_folder / "transformers")))
+        return
+    from xdistil.export.onnx import export_onnx
+
     target = out or run_folder / ("onnx-int8" if int8 else "onnx")
     typer.echo(str(export_onnx(source, target, int8=int8)))
 

@@ -9,6 +9,7 @@ row both better and faster); with a budget, the best row within it is named and 
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -125,7 +126,7 @@ def run_sweep(config: RunConfig, specs: list[StudentSpec], batch: int = 32, max_
     values = config_to_dict(base_run.config)
     corpus = base.data.corpus
     sizes = sorted(set(config.evaluation.latency_batch_sizes) | {batch})
-    items = corpus.test.as_texts()
+    items = list(corpus.test.texts)  # texts, or word lists for a per-word task: what the predictors take
 
     def score(probabilities) -> float:
         predicted = np.concatenate([p.argmax(-1) for p in probabilities]) if task.per_word else np.asarray(probabilities).argmax(1)
@@ -139,9 +140,11 @@ def run_sweep(config: RunConfig, specs: list[StudentSpec], batch: int = 32, max_
         Run(build_config({**spec.values(values), "out": str(out)}, f"sweep student {spec.name}")).run()
         student = out / "student"
         rows.append(measure(load_student(student), spec.name, "pytorch", student, items, score, sizes, config.evaluation.latency_repeats))
-        onnx = out / "onnx-int8"
-        if not (onnx / ONNX_CONFIG).is_file() or (onnx / ONNX_CONFIG).stat().st_mtime < (student / "model.safetensors").stat().st_mtime:
+        onnx, made_from = out / "onnx-int8", out / "onnx-int8.source"  # the student manifest the export was made from
+        source = hashlib.sha256((student / "manifest.json").read_bytes()).hexdigest()
+        if not (onnx / ONNX_CONFIG).is_file() or not made_from.is_file() or made_from.read_text() != source:
             export_onnx(student, onnx, int8=True)
+            atomic_write_text(made_from, source)
         rows.append(measure(OnnxStudent(onnx), spec.name, "onnx-int8", onnx, items, score, sizes, config.evaluation.latency_repeats))
         log(f"sweep: {spec.name}: {task.primary_metric} {rows[-2].quality:.4f} (pytorch), {rows[-1].quality:.4f} (onnx int8)")
     key = f"batch_{batch}"

@@ -41,7 +41,9 @@ class TransformerSettings(StudentSettings):
     arch: Literal["transformer"] = "transformer"
     encoder: str = Field("minilm-l6", description="built-in name, 'teacher' (the fine-tuned teacher), a folder or a hub id")
     layers: int | list[int] = Field(3, description="how many layers to keep (evenly spaced, top included) or their 0-based indices")
-    pooling: Literal["mean", "first"] = "mean"
+    pooling: Literal["mean", "first", "pooler"] = Field(
+        "mean", description="per text: the mean or the first token vector of the last layer, or the encoder's own pooler (its "
+        "dense + tanh on the first token: what `xdistil export --format transformers` needs to give a stock transformers classifier)")
     dropout: float = Field(0.1, ge=0, lt=1)
     emb_dim: int | None = Field(
         None, ge=1, description="narrower word-piece embeddings: a PCA of the encoder's to this width and a linear map back; default its width"
@@ -85,9 +87,9 @@ def _layer_list(encoder: nn.Module) -> nn.ModuleList:
     return layers
 
 
-def _encoder_from_config(config) -> nn.Module:
+def _encoder_from_config(config, pooler: bool = False) -> nn.Module:
     try:
-        return AutoModel.from_config(config, add_pooling_layer=False)
+        return AutoModel.from_config(config, add_pooling_layer=pooler)
     except TypeError:  # an encoder class without a pooler option
         return AutoModel.from_config(config)
 
@@ -107,10 +109,13 @@ class TransformerStudent(Student):
         if emb_dim is not None:  # saved only when set, so students saved before the option load as they were
             self.sizes["emb_dim"] = emb_dim
         config = AutoConfig.for_model(**encoder_config)
-        self.encoder = _encoder_from_config(config)
+        keeps_pooler = pooling == "pooler" and not tagging  # per word, the head reads each word's first piece
+        self.encoder = _encoder_from_config(config, pooler=keeps_pooler)
         if emb_dim is not None:
             self.encoder.set_input_embeddings(FactorizedEmbedding(config.vocab_size, emb_dim, config.hidden_size, config.pad_token_id))
-        if getattr(self.encoder, "pooler", None) is not None:
+        if keeps_pooler and getattr(self.encoder, "pooler", None) is None:
+            raise XDistilError(f"student.pooling: pooler, but a {type(self.encoder).__name__} has no pooler; use mean or first")
+        if getattr(self.encoder, "pooler", None) is not None and not keeps_pooler:
             self.encoder.pooler = None  # the head pools itself; an unused pooler would sit in no layer group
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(config.hidden_size, num_labels)
@@ -163,7 +168,7 @@ class TransformerStudent(Student):
                     continue
             weights[name] = tensor
         missing, unexpected = model.encoder.load_state_dict(weights, strict=False)
-        unexpected = [k for k in unexpected if not k.startswith("pooler.")]
+        unexpected = [k for k in unexpected if not k.startswith("pooler.")]  # a pooler the student does not keep
         if settings.emb_dim is not None:  # set from the table's PCA above
             missing = [k for k in missing if not k.startswith(table.rsplit(".", 1)[0] + ".")]
         if missing or unexpected:
@@ -191,7 +196,8 @@ class TransformerStudent(Student):
 
     def layer_groups(self) -> dict[str, list[nn.Parameter]]:
         layers = _layer_list(self.encoder)
-        groups: dict[str, list[nn.Parameter]] = {"output": list(self.head.parameters())}
+        pooler = getattr(self.encoder, "pooler", None)  # the head's own pooling, when it is the encoder's
+        groups: dict[str, list[nn.Parameter]] = {"output": [*self.head.parameters(), *(pooler.parameters() if pooler is not None else ())]}
         for index in reversed(range(len(layers))):
             groups[f"layer_{index}"] = list(layers[index].parameters())
         grouped = {id(p) for params in groups.values() for p in params}
@@ -215,6 +221,8 @@ class TransformerStudent(Student):
             if "word_index" in batch:
                 hidden = hidden.gather(1, batch["word_index"][:, :, None].expand(-1, -1, hidden.size(-1)))
             representation = hidden
+        elif self.sizes["pooling"] == "pooler":
+            representation = out.pooler_output
         else:
             representation = pool(hidden, mask, self.sizes["pooling"])
         logits = self.head(self.dropout(representation))
