@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import make_sentence, tiny_run_config
+from conftest import make_sentence, make_tagged, tiny_run_config
 from test_cli import assert_one_line_error, xdistil
 
 EVAL = {"evaluation": {"baseline": False, "latency_batch_sizes": []}}
@@ -67,7 +67,8 @@ def test_a_tagger_loads_as_a_token_classifier_and_agrees_word_by_word(tiny_teach
     run = _run(tiny_teacher, tagging_files, tmp_path / "run", "tagging", "mean")
     exported = xdistil("export", str(run), "--format", "transformers", "--out", str(tmp_path / "plain"))
     assert exported.returncode == 0, exported.stderr
-    sentences = [line.split() for line in tagging_files["transfer"].read_text().splitlines()[:50]]
+    rng = random.Random(9)
+    sentences = [make_tagged(rng, rng.choice([3, 6, 9]))[0] for _ in range(500)]
     (tmp_path / "sentences.json").write_text(json.dumps(sentences))
     got = _fresh(
         "import json, torch; from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline\n"

@@ -73,7 +73,8 @@ def card_text(metrics: dict, config: dict, labels: list[str], notes: list[str]) 
         "## How to load it",
         "",
         "This folder is xdistil's own format: it loads with xdistil, not with `transformers` (`AutoModel` and `pipeline` "
-        "do not know the student's architecture). To serve it without torch, export it to ONNX as below.",
+        "do not know the student's architecture). To serve it without torch, export it to ONNX as below."
+        + _transformers_line(config, task),
         "",
         "```python",
         "import xdistil",
@@ -98,3 +99,16 @@ def write_card(folder: Path, metrics: dict, config: dict, labels: list[str], not
     path = folder / "README.md"
     atomic_write_text(path, card_text(metrics, config, labels, notes))
     return path
+
+
+def _transformers_line(config: dict, task) -> str:
+    """How a transformer student becomes a plain transformers folder (its deployment beside ONNX), or nothing."""
+    student = config.get("student", {})
+    if student.get("arch") != "transformer":
+        return ""
+    if task.per_word or student.get("pooling") == "pooler":
+        return (" As a transformer student with a stock head, it also exports to a folder `transformers.pipeline` loads: "
+                "`xdistil export RUN --format transformers`.")
+    return (" (A transformer student trained with `student.pooling: pooler` also exports to a folder `transformers.pipeline` "
+            "loads; this one pools with its own head, so it does not.)")
+
