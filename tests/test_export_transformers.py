@@ -26,6 +26,13 @@ def _run(tiny_teacher, files, out, task, pooling):
     return out
 
 
+def _export(run, folder, inputs: list, path) -> None:
+    """Export `run` to `folder` with the CLI, and save the inputs the fresh process reads."""
+    exported = xdistil("export", str(run), "--format", "transformers", "--out", str(folder))
+    assert exported.returncode == 0, exported.stderr
+    path.write_text(json.dumps(inputs))
+
+
 def _fresh(script: str) -> list:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
                             env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
@@ -42,12 +49,9 @@ def test_a_classifier_loads_in_a_transformers_pipeline_and_agrees_with_the_stude
     from xdistil import load_student
 
     run = pooler_run
-    exported = xdistil("export", str(run), "--format", "transformers")
-    assert exported.returncode == 0, exported.stderr
-    folder = run / "transformers"
-    rng = random.Random(5)
+    folder, rng = run / "transformers", random.Random(5)  # the default --out
     texts = [make_sentence(rng, rng.choice(["pos", "neg"])) for _ in range(500)]
-    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    _export(run, folder, texts, tmp_path / "texts.json")
     got = _fresh(
         "import json; from transformers import pipeline\n"
         f"texts = json.load(open({str(tmp_path / 'texts.json')!r}))\n"
@@ -65,11 +69,9 @@ def test_a_tagger_loads_as_a_token_classifier_and_agrees_word_by_word(tiny_teach
     from xdistil import load_student
 
     run = _run(tiny_teacher, tagging_files, tmp_path / "run", "tagging", "mean")
-    exported = xdistil("export", str(run), "--format", "transformers", "--out", str(tmp_path / "plain"))
-    assert exported.returncode == 0, exported.stderr
     rng = random.Random(9)
     sentences = [make_tagged(rng, rng.choice([3, 6, 9]))[0] for _ in range(500)]
-    (tmp_path / "sentences.json").write_text(json.dumps(sentences))
+    _export(run, tmp_path / "plain", sentences, tmp_path / "sentences.json")
     got = _fresh(
         "import json, torch; from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline\n"
         f"folder = {str(tmp_path / 'plain')!r}\n"
