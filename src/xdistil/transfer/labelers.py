@@ -29,6 +29,7 @@ from xdistil.fingerprint import fingerprint as _fingerprint
 from xdistil.progress import log
 from xdistil.tasks.description import TOKENS_SUFFIX
 from xdistil.text import Encode, tokenization_rules, tokenize
+from xdistil.transfer.annotators import classify_tokens
 from xdistil.transfer.cache import AnnotationSpec, Annotator, Labeler, PairedCache, TransferCache, annotate_parts
 
 OUTPUTS = ("probs", "logits", "labels")  # what a function or file labeler gives per text
@@ -151,12 +152,9 @@ def _numbers(row) -> bool:
 
 
 def _token_chunk(tokenizer, encode: Encode, texts: list, spec: AnnotationSpec, logits: np.ndarray) -> tuple[dict[str, torch.Tensor], int]:
-    token_ids, cut = encode(tokenizer, texts, spec.max_length)
-    return {
-        "logits": torch.from_numpy(logits),
-        "input_ids": torch.tensor([t for ids in token_ids for t in ids], dtype=torch.int32),
-        "lengths": torch.tensor([len(ids) for ids in token_ids], dtype=torch.int32),
-    }, cut
+    """A chunk of outside labels: the given logits beside the token ids the student reads (the token annotator's)."""
+    tensors, cut = classify_tokens(None, tokenizer, texts, spec, None, lambda n: None, encode=encode)
+    return {"logits": torch.from_numpy(logits), **tensors}, cut
 
 
 @dataclass
@@ -232,10 +230,7 @@ class FileLabeler:
         self.fingerprint = _fingerprint("file", self.label_names, sorted((t, v.tolist()) for t, v in self.logits.items()))
 
     def label(self, texts: list, spec: AnnotationSpec, advance: Callable[[int], None]) -> tuple[dict[str, torch.Tensor], int]:
-        missing = [t for t in texts if t not in self.logits]
-        if missing:
-            raise XDistilError(f"{self.path}: {len(missing)} of the texts to label are not in the file (first: {missing[0]!r}); "
-                               f"the file must hold every text of the transfer set, dev and test")
+        self._refuse_missing(texts)
         advance(len(texts))
         return _token_chunk(self.tokenizer, self.encode, texts, spec, np.stack([self.logits[t] for t in texts]))
 
@@ -243,13 +238,17 @@ class FileLabeler:
         """Every text to label is in the file, and every row of the file is used: one clear error otherwise (before
         anything is labeled, so a resumed run is checked too)."""
         wanted = set(texts)
-        missing = [t for t in wanted if t not in self.logits]
-        if missing:
-            raise XDistilError(f"{self.path}: {len(missing)} of the texts to label are not in the file (first: {sorted(missing)[0]!r})")
+        self._refuse_missing(wanted)
         extra = [t for t in self.logits if t not in wanted]
         if extra:
             raise XDistilError(f"{self.path}: {len(extra)} row(s) label texts that are not in the run's data "
                                f"(first: line {self.rows[extra[0]][0]}, {extra[0]!r})")
+
+    def _refuse_missing(self, texts: Iterable[str]) -> None:
+        missing = sorted({t for t in texts if t not in self.logits})
+        if missing:
+            raise XDistilError(f"{self.path}: {len(missing)} of the texts to label are not in the file (first: {missing[0]!r}); "
+                               "it must hold every text the run labels: train, transfer, dev and test")
 
     def for_worker(self, device: str) -> FileLabeler:
         return self
