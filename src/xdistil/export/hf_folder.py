@@ -48,11 +48,10 @@ def _plain_model(student: DistilledStudent) -> torch.nn.Module:
     auto = AutoModelForTokenClassification if per_word else AutoModelForSequenceClassification
     plain = auto.from_config(config)
     base = getattr(plain, plain.base_model_prefix)
-    table = encoder.get_input_embeddings().weight.detach()
-    state = {k: v for k, v in encoder.state_dict().items() if not k.endswith(_table_name(encoder))}
-    state[_table_name(encoder)] = table[torch.as_tensor(student.vocab.lookup)]  # every piece -> the row the student reads
+    state = encoder.state_dict()
+    table = _table_name(encoder)
+    state[table] = state[table][torch.as_tensor(student.vocab.lookup)]  # every piece -> the row the student reads for it
     missing, unexpected = base.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("pooler.") or not per_word]
     if missing or unexpected:
         raise XDistilError(f"export --format transformers: the {type(base).__name__} does not take the student's weights "
                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
