@@ -117,15 +117,15 @@ def test_label_files_in_csv_with_hard_labels_and_probabilities_in_tsv(tokenizer,
 
 
 @pytest.mark.parametrize("rows, message", [
-    ([{"text": "a", "label": "maybe"}], r"labels.jsonl:1: label 'maybe' is not one of the labels neg, pos"),
-    ([{"text": "a", "probs": [0.3, 0.3]}], r"labels.jsonl:1: probabilities must be non-negative and sum to 1"),
-    ([{"text": "a", "logits": [1.0, None]}], r"labels.jsonl:1: expected a list of 2 numbers"),
-    ([{"text": "a", "logits": [1.0, math.nan]}], r"labels.jsonl:1: logits hold NaN"),
-    ([{"text": "a", "logits": [1.0, "2"]}], r"labels.jsonl:1: expected a list of 2 numbers"),
-    ([{"text": "a", "label": "pos"}, {"text": "a", "label": "neg"}], r"labels.jsonl:2: the text of line 1 again"),
-    ([{"text": "a", "label": "pos"}, {"text": "b", "probs": [0.5, 0.5]}], r"labels.jsonl:2: 'probs' where earlier rows give 'label'"),
-    ([{"text": "a"}], r"labels.jsonl:1: expected exactly one of label, probs, logits"),
-    ([{"label": "pos"}], r"labels.jsonl:1: expected a row with a 'text' field"),
+    ([{"text": "a", "label": "maybe"}], r"labels.jsonl: line 1: label 'maybe' is not one of the labels neg, pos"),
+    ([{"text": "a", "probs": [0.3, 0.3]}], r"labels.jsonl: line 1: probabilities must be non-negative and sum to 1"),
+    ([{"text": "a", "logits": [1.0, None]}], r"labels.jsonl: line 1: expected a list of 2 numbers"),
+    ([{"text": "a", "logits": [1.0, math.nan]}], r"labels.jsonl: line 1: logits hold NaN"),
+    ([{"text": "a", "logits": [1.0, "2"]}], r"labels.jsonl: line 1: expected a list of 2 numbers"),
+    ([{"text": "a", "label": "pos"}, {"text": "a", "label": "neg"}], r"labels.jsonl: line 2: the text of line 1 again"),
+    ([{"text": "a", "label": "pos"}, {"text": "b", "probs": [0.5, 0.5]}], r"labels.jsonl: line 2: 'probs' where earlier rows give 'label'"),
+    ([{"text": "a"}], r"labels.jsonl: line 1: expected exactly one of label, probs, logits"),
+    ([{"label": "pos"}], r"labels.jsonl: line 1: expected a row with a 'text' field"),
 ])
 def test_a_bad_label_file_is_one_error_naming_the_line(tokenizer, tmp_path, rows, message):
     _write_jsonl(tmp_path / "labels.jsonl", rows)

@@ -189,6 +189,14 @@ def _collect(
 def _read_delimited(
     path: Path, delimiter: str, text_column: str, label_column: str | None, group_column: str | None, max_chars: int = MAX_CHARS
 ) -> Table:
+    records = delimited_records(path, delimiter, (text_column, label_column, group_column))
+    return _collect(path, records, text_column, label_column, group_column, max_chars)
+
+
+def delimited_records(path: Path, delimiter: str, columns: Sequence[str | None]) -> list[tuple[int, dict]]:
+    """(line number, {column: cell}) of each non-blank row of a CSV/TSV file whose header names every one of `columns`
+    (None entries skipped); a missing or repeated column, a ragged row or unparsable text is a one-line error."""
+    columns = [c for c in columns if c]
     content = read_text_file(path)
     if not content.strip():
         raise XDistilError(f"{path}: empty file; expected a header row and examples")
@@ -200,13 +208,13 @@ def _read_delimited(
     except csv.Error as err:
         raise XDistilError(f"{path}: line 1: cannot parse the header ({err})") from None
     kind = "TSV" if delimiter == "\t" else "CSV"
-    repeated = sorted({name for name in header if header.count(name) > 1 and name in (text_column, label_column, group_column)})
+    repeated = sorted({name for name in header if header.count(name) > 1 and name in columns})
     if repeated:  # a dict of the row would keep the last one silently
         positions = ", ".join(str(i) for i, name in enumerate(header, start=1) if name == repeated[0])
         raise XDistilError(f"{path}: line 1: column '{repeated[0]}' appears more than once in the header (columns {positions}); "
                            "expected each column name once - rename or remove the extra one")
-    for needed in (text_column, label_column, group_column):
-        if needed and needed not in header:
+    for needed in columns:
+        if needed not in header:
             hint = ""
             if len(header) == 1 and (("\t" in header[0]) or ("," in header[0]) or (";" in header[0])):
                 hint = f"; the header looks like another delimiter was used (a {kind} file is expected)"
@@ -224,7 +232,7 @@ def _read_delimited(
         raise XDistilError(f"{path}: line {reader.line_num}: cannot parse {kind} ({err})") from None
     if not records:
         raise XDistilError(f"{path}: only a header, no rows; expected at least one example")
-    return _collect(path, records, text_column, label_column, group_column, max_chars)
+    return records
 
 
 class _RepeatedKey(ValueError):

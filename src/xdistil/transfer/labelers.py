@@ -225,7 +225,7 @@ class FileLabeler:
         self.rows, self.outputs = _read_label_file(self.path)
         texts = list(self.rows)
         logits = target_logits([self.rows[t][1] for t in texts], self.outputs, self.label_names,
-                               lambda i: f"{self.path}:{self.rows[texts[i]][0]}")
+                               lambda i: f"{self.path}: line {self.rows[texts[i]][0]}")
         self.logits = dict(zip(texts, logits))
         self.fingerprint = _fingerprint("file", self.label_names, sorted((t, v.tolist()) for t, v in self.logits.items()))
 
@@ -298,49 +298,41 @@ class EnsembleLabeler:
 
 
 def _read_label_file(path: Path) -> tuple[dict[str, tuple[int, Any]], str]:
-    """{text: (line, value)} and which column the values came from; one clear error for a malformed row or a text twice."""
-    from xdistil.data.readers import file_format, iter_lines
+    """{text: (line, value)} and which column the values came from (read by the data readers' own row readers); one
+    clear error for a malformed row or a text twice."""
+    from xdistil.data.readers import delimited_records, file_format, iter_json_objects
 
     if not path.is_file():
         raise XDistilError(f"{path}: label file not found")
     kind = file_format(path)
-    rows: dict[str, tuple[int, Any]] = {}
-    found: str | None = None
     if kind == "jsonl":
-        records = []
-        for line, text in iter_lines(path):
-            if text.strip():
-                try:
-                    records.append((line, json.loads(text)))
-                except json.JSONDecodeError as error:
-                    raise XDistilError(f"{path}:{line}: not a JSON object ({error.msg})") from None
+        records = list(iter_json_objects(path))
     elif kind in ("csv", "tsv"):
-        import csv
-
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle, delimiter="\t" if kind == "tsv" else ",")
-            records = [(i + 2, record) for i, record in enumerate(reader)]
+        records = delimited_records(path, "\t" if kind == "tsv" else ",", ["text"])
     else:
         raise XDistilError(f"{path}: a label file is JSONL, CSV or TSV (got {kind})")
+    rows: dict[str, tuple[int, Any]] = {}
+    found: str | None = None
     for line, record in records:
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise XDistilError(f"{path}:{line}: expected a row with a 'text' field")
+        where = f"{path}: line {line}"
+        if not isinstance(record.get("text"), str):
+            raise XDistilError(f"{where}: expected a row with a 'text' field")
         given = [k for k in OUTPUT_COLUMNS if record.get(k) not in (None, "")]
         if len(given) != 1:
-            raise XDistilError(f"{path}:{line}: expected exactly one of {', '.join(OUTPUT_COLUMNS)} beside 'text'")
+            raise XDistilError(f"{where}: expected exactly one of {', '.join(OUTPUT_COLUMNS)} beside 'text'")
         column = given[0]
         if found is None:
             found = column
         elif column != found:
-            raise XDistilError(f"{path}:{line}: '{column}' where earlier rows give '{found}'; one kind of label per file")
+            raise XDistilError(f"{where}: '{column}' where earlier rows give '{found}'; one kind of label per file")
         value = record[column]
         if kind != "jsonl" and column != "label":
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:
-                raise XDistilError(f"{path}:{line}: '{column}' must be a JSON list of numbers") from None
+                raise XDistilError(f"{where}: '{column}' must be a JSON list of numbers") from None
         if record["text"] in rows:
-            raise XDistilError(f"{path}:{line}: the text of line {rows[record['text']][0]} again; one row per text")
+            raise XDistilError(f"{where}: the text of line {rows[record['text']][0]} again; one row per text")
         rows[record["text"]] = (line, value)
     if not rows:
         raise XDistilError(f"{path}: no labeled rows")
