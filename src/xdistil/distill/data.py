@@ -200,6 +200,8 @@ def predict_rows(
 def warn_if_constant(cache: TransferCache) -> None:
     """Say so when the teacher representation barely varies across texts: the representation loss then teaches little."""
     sample = cache.chunk(0).representations[:5000].astype(np.float32)
+    if sample.size == 0:  # a cache without representations (labels from a file or a function): nothing to judge
+        return
     spread = float(sample.var(axis=0).mean())
     scale = float((sample**2).mean()) or 1.0
     if spread < 1e-3 * scale:
