@@ -101,11 +101,17 @@ class TeacherConfig(_Strict):
 class AugmentConfig(_Strict):
     """Tang et al. (2019) style transfer-set augmentation; the teacher labels the new text."""
 
-    factor: int = Field(0, ge=0, description="augmented copies per transfer text; 0 turns it off")
+    factor: int = Field(0, ge=0, le=20, description="augmented copies per transfer text (up to 20); 0 turns it off")
     p_mask: float = Field(0.1, ge=0, le=1)
-    p_swap: float = Field(0.1, ge=0, le=1, description="replace a word by a random word of the corpus")
+    p_swap: float = Field(0.1, ge=0, le=1, description="replace a word (by a corpus word or a neighbour: `replace`)")
     p_ngram: float = Field(0.25, ge=0, le=1, description="chance to keep only a random n-gram")
     max_ngram: int = Field(5, ge=1)
+    replace: Literal["corpus", "neighbours"] = Field(
+        "corpus", description="a replaced word: drawn by frequency from the corpus, or one of its nearest neighbours (by the "
+        "teacher's input embeddings, or by `vectors`)"
+    )
+    neighbours: int = Field(10, ge=1, description="how many nearest words a neighbour replacement draws from")
+    vectors: Path | None = Field(None, description="word vectors in GloVe's text format (word v1 v2 ...) for neighbour replacement")
 
 
 class RayConfig(_Strict):
@@ -124,15 +130,21 @@ class TransferConfig(_Strict):
     chunk_size: int = Field(2048, ge=1)
     batch_size: int = Field(64, ge=1)
     dtype: Literal["float16", "float32"] = "float16"
-    teacher_precision: Literal["fp32", "int8", "bf16"] = Field(
-        "fp32", description="the teacher's arithmetic while it annotates: int8 (dynamic quantisation, CPU) or bf16 trade a little "
-        "fidelity for speed"
+    teacher_precision: Literal["auto", "fp32", "int8", "bf16"] = Field(
+        "auto", description="the teacher's arithmetic while it annotates: int8 (dynamic quantisation, CPU) or bf16 trade a little "
+        "fidelity for speed; auto: int8 on a CPU once augmentation more than doubles the transfer set, else fp32"
     )
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     engine: Literal["local", "ray"] = Field(
         "local", description="who annotates: this process (or each of `accelerate launch`'s), or a Ray cluster (pip install 'xdistil[ray]')"
     )
     ray: RayConfig = Field(default_factory=RayConfig)
+
+    def precision(self, on_gpu: bool) -> str:
+        """The teacher's arithmetic while annotating, `auto` resolved."""
+        if self.teacher_precision != "auto":
+            return self.teacher_precision
+        return "int8" if self.augment.factor > 1 and not on_gpu else "fp32"
 
 
 def _student_settings(values: Any) -> StudentSettings:
@@ -427,6 +439,9 @@ def absolute_paths(config: RunConfig, base: Path) -> RunConfig:
     })
     teacher = {"model": maybe(config.teacher.model), "labels": where(config.teacher.labels) if config.teacher.labels else None}
     update: dict[str, Any] = {"data": data, "out": where(config.out), "teacher": config.teacher.model_copy(update=teacher)}
+    if config.transfer.augment.vectors:
+        augment = config.transfer.augment.model_copy(update={"vectors": where(config.transfer.augment.vectors)})
+        update["transfer"] = config.transfer.model_copy(update={"augment": augment})
     encoder = getattr(config.student, "encoder", None)
     if isinstance(encoder, str):
         update["student"] = config.student.model_copy(update={"encoder": maybe(encoder)})

@@ -34,6 +34,7 @@ from xdistil.loop import StageHistory
 from xdistil.progress import enter_step, log
 from xdistil.runfolder import ANNOTATION_KEYS, ANNOTATION_ONLY, STUDENT_KEYS, TEACHER_KEYS, RunFolder, prepare_folder, record_data, step_reason
 from xdistil.student.base import Student, StudentContext
+from xdistil.student.embeddings import EmbeddingSource
 from xdistil.student.io import save_student
 from xdistil.student.registry import family
 from xdistil.student.vocab import PrunedVocab
@@ -107,11 +108,9 @@ class Run:
         corpus = self.task.load_corpus(self.config.data)
         return Data(corpus, corpus.fingerprint(self.config.task))
 
-    def transfer_stream(self, corpus: Corpus, tokenizer) -> TransferStream:
+    def transfer_stream(self, corpus: Corpus, tokenizer, teacher: Teacher | None = None) -> TransferStream:
         """Train texts, then the unlabeled transfer set and its augmentations, as the task reads them."""
-        config = self.config
-        return TransferStream(corpus, config.transfer.augment, config.seed, lambda: tokenizer.mask_token or "[MASK]",
-                              lambda texts: self.task.unlabeled(texts, config.data), self.task.unlabeled_settings(config.data))
+        return TransferStream.of(corpus, self.config, self.task, tokenizer, teacher and teacher.model, teacher.fingerprint if teacher else "")
 
     # ---- teacher ----
     def finetune(self, data: Data, tokenizer) -> Teacher:
@@ -158,10 +157,12 @@ class Run:
         log(f"student vocabulary: {len(vocab):,} of its tokenizer's {len(tokenizer):,} word pieces")
         return vocab
 
-    def new_student(self, vocab: PrunedVocab, label_count: int, teacher: Teacher) -> Student:
-        """A fresh student of the configured family, the same for the same seed."""
+    def new_student(self, vocab: PrunedVocab, label_count: int, teacher: Teacher, tokenizer) -> Student:
+        """A fresh student of the configured family, the same for the same seed (`tokenizer`: the teacher's)."""
         settings = self.config.student
-        context = StudentContext(vocab, label_count, self.task.per_word, teacher.model)
+        embeddings = EmbeddingSource.of(teacher.model, tokenizer, self.config.teacher.model, self.folder.teacher / "piece-vectors",
+                                        teacher.fingerprint)
+        context = StudentContext(vocab, label_count, self.task.per_word, teacher.model, embeddings)
         torch.manual_seed(self.student_seed)
         return family(settings.arch).build(settings, context).to(self.accelerator.device)
 
@@ -172,11 +173,11 @@ class Run:
                           self.task.score_name)
 
     def train(self, name: str, stages: list[Stage], data: StageData, vocab: PrunedVocab, teacher: Teacher, label_count: int,
-              transfer_fp: str) -> Trained:
+              transfer_fp: str, tokenizer) -> Trained:
         """A fresh student trained through `stages`, resuming from the stages a killed run of the same config finished."""
         enter_step("distillation" if name == "student" else f"{name} training")
         self.threads.check(torch.get_num_threads(), log)
-        model = self.new_student(vocab, label_count, teacher)
+        model = self.new_student(vocab, label_count, teacher, tokenizer)
         config = self.config
         fp = fingerprint(name, transfer_fp, len(vocab), config.student.model_dump(mode="json"), config.distill.model_dump(mode="json"),
                          [s.__dict__ for s in stages], self.student_seed)
@@ -195,7 +196,7 @@ class Run:
         finished = Finished(
             config=self.config, task=self.task, corpus=corpus, teacher=made.teacher, pad_id=made.tokenizer.pad_token_id, vocab=made.vocab,
             student=student, baseline=baseline, teacher_test=made.annotation.caches["test"], test_cache=made.student_caches["test"],
-            folder=self.folder, device=self.accelerator.device,
+            folder=self.folder, device=self.accelerator.device, generated=made.transfer.generated,
         )
         metrics = run_metrics(finished)
         self._timed("evaluate", started)
@@ -217,7 +218,7 @@ class Run:
             made = RunOutputs(data, tokenizer, self.finetune(data, tokenizer))
             if until == "finetune":
                 return made
-            made.transfer = self.transfer_stream(data.corpus, tokenizer)
+            made.transfer = self.transfer_stream(data.corpus, tokenizer, made.teacher)
             made.annotation = self.annotate(data, made.teacher, tokenizer, made.transfer)
             student_tokenizer = load_tokenizer(family(config.student.arch).tokenizer_source(config.student, config.teacher.model))
             made.student_caches = self.student_inputs(made.annotation.caches, tokenizer, student_tokenizer, made.transfer)
@@ -226,7 +227,7 @@ class Run:
             started, transfer = time.perf_counter(), made.student_caches["transfer"]
             made.vocab = self.student_vocab(transfer, student_tokenizer)
             train_data = self.stage_data(data.corpus, made.student_caches, made.vocab, tokenizer.pad_token_id)
-            inputs = (train_data, made.vocab, made.teacher, len(data.corpus.label_names), transfer.manifest["fingerprint"])
+            inputs = (train_data, made.vocab, made.teacher, len(data.corpus.label_names), transfer.manifest["fingerprint"], tokenizer)
             made.student = self.train("student", expand_stages(config.distill, config.student.layer_groups()), *inputs)
             distributed.on_main(lambda: save_student(self.folder.student, made.student.model, student_tokenizer, made.vocab,
                                                      data.corpus.label_names, config.teacher.max_length, self.task.name))

@@ -48,7 +48,8 @@ def card_text(metrics: dict, config: dict, labels: list[str], notes: list[str]) 
         "",
         f"- labeled: {metrics['data']['train']:,} train, {metrics['data']['dev']:,} dev (model selection), "
         f"{metrics['data']['test']:,} test (the figures below); unlabeled transfer set: {metrics['data']['transfer']:,} texts "
-        "labeled by the teacher",
+        + (f"and {metrics['data']['transfer_generated']:,} generated from them by augmentation, " if metrics["data"].get("transfer_generated")
+           else "") + "labeled by the teacher",
         *[f"- {note}" for note in notes],
         "",
         "## How good and how fast (test split)",

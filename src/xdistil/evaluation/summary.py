@@ -51,6 +51,7 @@ class Finished:
     test_cache: TransferCache  # the same rows as the student reads them
     folder: RunFolder
     device: torch.device
+    generated: int = 0  # transfer texts made by augmentation (beside corpus.transfer's real ones)
 
     @cached_property
     def test_rows(self) -> CacheRows:
@@ -129,7 +130,7 @@ def _metrics(run: Finished, threads: int) -> dict:
             "device": str(run.device),
             "quick": config.quick,
         },
-        "data": corpus.sizes(),
+        "data": {**corpus.sizes(), **({"transfer_generated": run.generated} if run.generated else {})},
         "teacher": {
             **teacher_quality,
             "params": teacher_params,

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
+from xdistil.student.embeddings import EmbeddingSource
 from xdistil.student.inputs import batch_inputs, tensor_batch
 from xdistil.student.settings import StudentSettings
 from xdistil.student.vocab import PrunedVocab
@@ -37,6 +38,13 @@ class StudentContext:
     num_labels: int
     per_word: bool  # tagging: one output per word instead of one per text
     teacher: nn.Module  # a Hugging Face model: its width and input embeddings
+    embeddings: EmbeddingSource | None = None  # where embedding tables start; default: the teacher's alone, nothing cached
+
+    def embedding_source(self) -> EmbeddingSource:
+        if self.embeddings is not None:
+            return self.embeddings
+        config = self.teacher.config
+        return EmbeddingSource(self.teacher, config.bos_token_id, config.eos_token_id)
 
 
 class Student(nn.Module):

@@ -2,7 +2,8 @@
 
 As a tagger (`tagging=True`) there is no pooling: dense and output apply to every position, read
 at each word's first piece when word positions are given. Its embeddings start as the teacher's
-own, reduced by PCA, over the pruned vocabulary.
+input table or each piece's output vector from an encoder (`embedding_init`), reduced by PCA, over
+the pruned vocabulary, optionally SIF-weighted by the pieces' frequency in the transfer set.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from xdistil.student.base import Student, StudentContext, StudentOutput
-from xdistil.student.embeddings import pca_compress
+from xdistil.student.embeddings import pca_compress, sif_weights
 from xdistil.student.inputs import length_mask, tensor_batch
 from xdistil.student.registry import register
 from xdistil.student.settings import StudentSettings
@@ -33,7 +34,13 @@ class BiLSTMSettings(StudentSettings):
     layers: int = Field(1, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
     dense_dim: int | None = None
-    embedding_init: Literal["teacher_pca", "random"] = "teacher_pca"
+    embedding_init: Literal["teacher_pca", "teacher_output", "base_output", "random"] = Field(
+        "teacher_pca", description="first embedding table: PCA of the teacher's input table (teacher_pca), of each piece's output "
+        "vector from the fine-tuned teacher (teacher_output) or from the encoder before fine-tuning (base_output), or random"
+    )
+    embedding_sif: float | None = Field(
+        None, gt=0, lt=1, description="scale each row by a / (a + frequency of the piece in the transfer set) (SIF weighting); none: off"
+    )
 
     def layer_groups(self) -> tuple[str, ...]:
         return GROUPS
@@ -93,10 +100,9 @@ class BiLSTMStudent(Student):
                 tagging=context.per_word,
             )
         )
-        if settings.embedding_init == "teacher_pca":
-            table = teacher.get_input_embeddings().weight.detach().cpu()[torch.as_tensor(context.vocab.teacher_ids)]
+        if settings.embedding_init != "random":
             with torch.no_grad():
-                model.embedding.weight.copy_(pca_compress(table, settings.emb_dim))
+                model.embedding.weight.copy_(initial_table(settings, context))
         return model
 
     @classmethod
@@ -149,6 +155,23 @@ class BiLSTMStudent(Student):
         batch, the backward one on each sequence reversed within its own length, which gives exactly
         the packed BiLSTM's outputs at every real position (padding never enters a real position's state)."""
         return _UnpackedBiLSTM(self)
+
+
+def initial_table(settings: BiLSTMSettings, context: StudentContext) -> torch.Tensor:
+    """The student's first embedding table (vocabulary x emb_dim), at unit overall scale."""
+    source = context.embedding_source()
+    ids = context.vocab.teacher_ids
+    if settings.embedding_init == "teacher_pca":
+        table = source.input_table(ids)
+    else:
+        table = source.output_vectors(ids, "teacher" if settings.embedding_init == "teacher_output" else "base")
+    table = pca_compress(table, settings.emb_dim)
+    if settings.embedding_sif is not None:
+        if context.vocab.counts is None:
+            raise ValueError("student.embedding_sif needs the vocabulary's piece counts")
+        table = table * sif_weights(context.vocab.counts, settings.embedding_sif)[:, None]
+        table = table / table.std().clamp(min=1e-12)  # back to unit overall scale: only the rows' relative sizes change
+    return table
 
 
 def _reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ class PrunedVocab:
         self.pad_id = position[pad_teacher_id]
         self.lookup = np.full(teacher_vocab_size, self.unk_id, dtype=np.int64)
         self.lookup[self.teacher_ids] = np.arange(len(self.teacher_ids))
+        self.counts: np.ndarray | None = None  # each row's count in the data it was built from (a loaded vocabulary has none)
 
     @classmethod
     def from_token_ids(
@@ -49,7 +50,9 @@ class PrunedVocab:
         specials = list(dict.fromkeys(int(t) for t in special_ids))
         seen = set(np.flatnonzero(counts >= min_count).tolist())
         rest = sorted(seen.difference(specials))
-        return cls(specials + rest, len(counts), unk_teacher_id, pad_teacher_id)
+        vocab = cls(specials + rest, len(counts), unk_teacher_id, pad_teacher_id)
+        vocab.counts = np.asarray(counts)[vocab.teacher_ids]
+        return vocab
 
     def __len__(self) -> int:
         return len(self.teacher_ids)

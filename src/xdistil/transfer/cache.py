@@ -123,8 +123,9 @@ class AnnotationSpec:
     def from_config(cls, config, layer: int | None, pooling: str | None) -> AnnotationSpec:
         """The spec of a run config (a RunConfig) with the resolved teacher layer and pooling."""
         teacher, transfer = config.teacher, config.transfer
+        on_gpu = config.device != "cpu" and torch.cuda.is_available()
         return cls(teacher.max_length, transfer.batch_size, transfer.chunk_size, layer, pooling, transfer.dtype, config.task,
-                   transfer.teacher_precision)
+                   transfer.precision(on_gpu))
 
     def identity(self) -> dict:
         """What the cache's fingerprint and manifest record: the precision with its recipe, and the targets

@@ -367,7 +367,7 @@ def run_labeler(config, teacher, tokenizer, task, label_names: Sequence[str], fo
     settings = config.teacher
     labeler: Labeler
     if settings.source == "model":
-        labeler = TeacherLabeler.of(teacher, tokenizer, task, label_names, config.transfer.teacher_precision, folder)
+        labeler = TeacherLabeler.of(teacher, tokenizer, task, label_names, AnnotationSpec.from_config(config, None, None).precision, folder)
         layer, pooling = resolve_layer(teacher.model, settings.layer), resolve_pooling(settings.model, settings.pooling)
     elif settings.source == "file":
         labeler = FileLabeler(settings.labels, list(label_names), tokenizer, task.description.encode)

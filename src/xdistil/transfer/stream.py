@@ -16,7 +16,10 @@ from xdistil.config import AugmentConfig
 from xdistil.data.corpus import Corpus
 from xdistil.fingerprint import fingerprint, texts_fingerprint
 from xdistil.progress import log
-from xdistil.transfer.augment import WordPool, augment_stream
+from xdistil.transfer.augment import WordPool, augment_stream, digest, file_word_vectors, nearest_words, teacher_word_vectors
+
+# augmentation settings added after the first five: in the fingerprint only when set, so earlier caches stay valid
+LATER_AUGMENT_DEFAULTS = {"replace": "corpus", "neighbours": 10, "vectors": None}
 
 
 @dataclass
@@ -30,6 +33,19 @@ class TransferStream:
     mask_token: Callable[[], str]  # asked only when augmenting
     unlabeled: Callable[[Iterable[str]], Iterable]
     unlabeled_settings: object = None
+    neighbour_table: Callable[[], tuple[object, object, str]] | None = None  # (tokenizer, input embeddings, identity), asked when needed
+
+    @classmethod
+    def of(cls, corpus: Corpus, config, task, tokenizer, teacher_model=None, teacher_fp: str = "") -> TransferStream:
+        """The stream of a run config (a RunConfig) and task; `teacher_model` gives neighbour replacements their embeddings."""
+
+        def table() -> tuple[object, object, str]:
+            if teacher_model is None:
+                raise ValueError("transfer.augment.replace: neighbours needs the teacher's embeddings or transfer.augment.vectors")
+            return tokenizer, teacher_model.get_input_embeddings().weight.detach().float().cpu().numpy(), teacher_fp
+
+        return cls(corpus, config.transfer.augment, config.seed, lambda: tokenizer.mask_token or "[MASK]",
+                   lambda texts: task.unlabeled(texts, config.data), task.unlabeled_settings(config.data), table)
 
     def __iter__(self) -> Iterator:
         return itertools.chain(self.corpus.train.texts, self.unlabeled(itertools.chain(self.corpus.transfer, self.augmented())))
@@ -38,11 +54,34 @@ class TransferStream:
         """The augmented transfer texts, regenerated on each call (seeded, so always the same)."""
         if not self.augment.factor:
             return iter(())
-        return augment_stream(self.corpus.transfer, self.augment, self.mask_token(), self.seed, self.word_pool)
+        return augment_stream(self.corpus.transfer, self.augment, self.mask_token(), self.seed, self.word_pool, self.real_texts)
+
+    def real_texts(self) -> set[bytes]:
+        """Digests of every real text (train, dev, test, transfer): no augmented text may be one of them."""
+        corpus = self.corpus
+        return {digest(t) for t in itertools.chain(corpus.train.texts, corpus.dev.texts, corpus.test.texts, corpus.transfer)}
 
     @cached_property
     def word_pool(self) -> WordPool:
-        return WordPool(self.corpus.transfer)
+        pool = WordPool(self.corpus.transfer)
+        if self.augment.replace == "neighbours":
+            words = pool.frequent()
+            if self.augment.vectors is not None:
+                kept, vectors = file_word_vectors(self.augment.vectors, words)
+            else:
+                tokenizer, table, _ = self.neighbour_table()
+                kept, vectors = teacher_word_vectors(words, tokenizer, table)
+            pool.neighbours = nearest_words(kept, vectors, self.augment.neighbours)
+            log(f"augmentation: neighbours for {len(pool.neighbours):,} of the {len(words):,} most frequent words")
+        return pool
+
+    def augment_identity(self) -> dict:
+        """The augmentation settings as the fingerprint sees them (and the embeddings neighbours come from)."""
+        values = self.augment.model_dump(mode="json")
+        identity = {k: v for k, v in values.items() if k not in LATER_AUGMENT_DEFAULTS or v != LATER_AUGMENT_DEFAULTS[k]}
+        if self.augment.factor and self.augment.replace == "neighbours" and self.augment.vectors is None:
+            identity["embeddings"] = self.neighbour_table()[2]
+        return identity
 
     @cached_property
     def count_and_fingerprint(self) -> tuple[int, str]:
@@ -50,13 +89,20 @@ class TransferStream:
         n_transfer, transfer_fp, _ = self.corpus.transfer.scan()
         count = len(self.corpus.train) + n_transfer
         if self.augment.factor:
-            added = sum(1 for _ in self.augmented())
-            log(f"augmentation: {added:,} new transfer texts from {n_transfer:,}")
-            count += added
-        fp = fingerprint(
-            texts_fingerprint(self.corpus.train.texts), transfer_fp, self.augment.model_dump(mode="json"), self.seed, self.unlabeled_settings
-        )
+            count += self.generated
+            log(f"augmentation: {self.generated:,} new transfer texts from {n_transfer:,} real ones")
+        fp = fingerprint(texts_fingerprint(self.corpus.train.texts), transfer_fp, self.augment_identity(), self.seed, self.unlabeled_settings)
         return count, fp
+
+    @cached_property
+    def generated(self) -> int:
+        """How many augmented texts the stream holds (one counting pass)."""
+        return sum(1 for _ in self.augmented()) if self.augment.factor else 0
+
+    def sizes(self) -> dict[str, int]:
+        """The transfer set's real and generated texts (the labeled train texts not counted)."""
+        count, _ = self.count_and_fingerprint
+        return {"real": count - len(self.corpus.train) - self.generated, "generated": self.generated}
 
     def parts(self) -> dict[str, tuple[Iterable, int, str]]:
         """Everything a run annotates: (texts, count, fingerprint of the texts) of this stream and of
