@@ -135,10 +135,26 @@ class TransferConfig(_Strict):
         "fidelity for speed; auto: int8 on a CPU once augmentation more than doubles the transfer set, else fp32"
     )
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    budget: int | float | None = Field(
+        None, description="label only this many transfer texts (a count, or a fraction of them when written with a point: 0.25); "
+        "none: all"
+    )
+    budget_strategy: Literal["random", "diverse"] = Field(
+        "random", description="which texts a budget labels: a seeded random draw, or coverage of the teacher's embedding space (k-means)"
+    )
     engine: Literal["local", "ray"] = Field(
         "local", description="who annotates: this process (or each of `accelerate launch`'s), or a Ray cluster (pip install 'xdistil[ray]')"
     )
     ray: RayConfig = Field(default_factory=RayConfig)
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, value: int | float | None) -> int | float | None:
+        if isinstance(value, float) and not 0 < value <= 1:
+            raise ValueError(f"a fractional budget is between 0 and 1 (got {value}); a count is a whole number")
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"a budget counts texts: 0 or more (got {value})")
+        return value
 
     def precision(self, on_gpu: bool) -> str:
         """The teacher's arithmetic while annotating, `auto` resolved."""

@@ -138,6 +138,7 @@ class Run:
         labeler, spec = run_labeler(config, teacher, tokenizer, self.task, data.corpus.label_names, self.folder.teacher, stream.parts())
         annotation = annotate_parts(labeler, stream.parts(), self.folder.cache, spec, self.task.long_text, changed=self._why(ANNOTATION_KEYS),
                                     engine=annotation_engine(config.transfer))
+        distributed.on_main(lambda: stream.save_budget(self.folder.cache))
         self._timed("annotate", started)
         return annotation
 
@@ -196,7 +197,7 @@ class Run:
         finished = Finished(
             config=self.config, task=self.task, corpus=corpus, teacher=made.teacher, pad_id=made.tokenizer.pad_token_id, vocab=made.vocab,
             student=student, baseline=baseline, teacher_test=made.annotation.caches["test"], test_cache=made.student_caches["test"],
-            folder=self.folder, device=self.accelerator.device, generated=made.transfer.generated,
+            folder=self.folder, device=self.accelerator.device, transfer=made.transfer.sizes(),
         )
         metrics = run_metrics(finished)
         self._timed("evaluate", started)

@@ -49,7 +49,9 @@ def card_text(metrics: dict, config: dict, labels: list[str], notes: list[str]) 
         f"- labeled: {metrics['data']['train']:,} train, {metrics['data']['dev']:,} dev (model selection), "
         f"{metrics['data']['test']:,} test (the figures below); unlabeled transfer set: {metrics['data']['transfer']:,} texts "
         + (f"and {metrics['data']['transfer_generated']:,} generated from them by augmentation, " if metrics["data"].get("transfer_generated")
-           else "") + "labeled by the teacher",
+           else "")
+        + (f"of which a labeling budget chose {metrics['data']['transfer_labeled']:,} for the teacher to label"
+           if "transfer_labeled" in metrics["data"] else "labeled by the teacher"),
         *[f"- {note}" for note in notes],
         "",
         "## How good and how fast (test split)",

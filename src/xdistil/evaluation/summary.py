@@ -51,7 +51,7 @@ class Finished:
     test_cache: TransferCache  # the same rows as the student reads them
     folder: RunFolder
     device: torch.device
-    generated: int = 0  # transfer texts made by augmentation (beside corpus.transfer's real ones)
+    transfer: dict | None = None  # the transfer set's real, generated and labeled texts (TransferStream.sizes)
 
     @cached_property
     def test_rows(self) -> CacheRows:
@@ -108,6 +108,14 @@ def run_metrics(run: Finished) -> dict:
         torch.set_num_threads(before)
 
 
+def transfer_counts(sizes: dict) -> dict:
+    """metrics.json's extra transfer-set counts: texts made by augmentation, and those a labeling budget labeled."""
+    counts = {"transfer_generated": sizes.get("generated", 0)} if sizes.get("generated") else {}
+    if sizes and sizes["labeled"] != sizes["real"] + sizes["generated"]:
+        counts["transfer_labeled"] = sizes["labeled"]
+    return counts
+
+
 def _metrics(run: Finished, threads: int) -> dict:
     config, corpus, student = run.config, run.corpus, run.student.model
     student_quality = quality(run, np.concatenate(predict_rows(student, run.test, run.device)))
@@ -130,7 +138,7 @@ def _metrics(run: Finished, threads: int) -> dict:
             "device": str(run.device),
             "quick": config.quick,
         },
-        "data": {**corpus.sizes(), **({"transfer_generated": run.generated} if run.generated else {})},
+        "data": {**corpus.sizes(), **transfer_counts(run.transfer or {})},
         "teacher": {
             **teacher_quality,
             "params": teacher_params,

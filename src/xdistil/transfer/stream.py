@@ -11,12 +11,15 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
+from xdistil.atomic import atomic_write_json
 from xdistil.config import AugmentConfig
 from xdistil.data.corpus import Corpus
 from xdistil.fingerprint import fingerprint, texts_fingerprint
 from xdistil.progress import log
 from xdistil.transfer.augment import WordPool, augment_stream, digest, file_word_vectors, nearest_words, teacher_word_vectors
+from xdistil.transfer.budget import budget_count, choose_diverse, choose_random, text_vectors
 
 # augmentation settings added after the first five: in the fingerprint only when set, so earlier caches stay valid
 LATER_AUGMENT_DEFAULTS = {"replace": "corpus", "neighbours": 10, "vectors": None}
@@ -34,6 +37,8 @@ class TransferStream:
     unlabeled: Callable[[Iterable[str]], Iterable]
     unlabeled_settings: object = None
     neighbour_table: Callable[[], tuple[object, object, str]] | None = None  # (tokenizer, input embeddings, identity), asked when needed
+    budget: int | float | None = None  # label only this many of the transfer texts (transfer.budget)
+    budget_strategy: str = "random"
 
     @classmethod
     def of(cls, corpus: Corpus, config, task, tokenizer, teacher_model=None, teacher_fp: str = "") -> TransferStream:
@@ -45,10 +50,43 @@ class TransferStream:
             return tokenizer, teacher_model.get_input_embeddings().weight.detach().float().cpu().numpy(), teacher_fp
 
         return cls(corpus, config.transfer.augment, config.seed, lambda: tokenizer.mask_token or "[MASK]",
-                   lambda texts: task.unlabeled(texts, config.data), task.unlabeled_settings(config.data), table)
+                   lambda texts: task.unlabeled(texts, config.data), task.unlabeled_settings(config.data), table,
+                   config.transfer.budget, config.transfer.budget_strategy)
 
     def __iter__(self) -> Iterator:
-        return itertools.chain(self.corpus.train.texts, self.unlabeled(itertools.chain(self.corpus.transfer, self.augmented())))
+        return itertools.chain(self.corpus.train.texts, self.unlabeled(self.labeled()))
+
+    def pool(self) -> Iterator[str]:
+        """Every unlabeled transfer text, real then generated: what a budget chooses from."""
+        return itertools.chain(self.corpus.transfer, self.augmented())
+
+    def labeled(self) -> Iterator[str]:
+        """The transfer texts the labeler labels: the whole pool, or the budget's choice in pool order."""
+        if self.selection is None:
+            return self.pool()
+        keep = set(self.selection.tolist())
+        return (text for position, text in enumerate(self.pool()) if position in keep)
+
+    @cached_property
+    def selection(self):
+        """The pool positions a budget labels (sorted), or None without a budget."""
+        if self.budget is None:
+            return None
+        pool = self.pool_size
+        count = budget_count(self.budget, pool)
+        if self.budget_strategy == "diverse":
+            tokenizer, table, _ = self.neighbour_table()
+            chosen = choose_diverse(text_vectors(self.pool(), tokenizer, table, self.seed), count, self.seed)
+        else:
+            chosen = choose_random(pool, count, self.seed)
+        log(f"labeling budget: {len(chosen):,} of {pool:,} transfer texts ({self.budget_strategy})")
+        return chosen
+
+    def save_budget(self, folder: Path) -> None:
+        """With a budget, what it chose (`budget.json` in `folder`): the strategy, the pool and the positions labeled."""
+        if self.selection is not None:
+            atomic_write_json(folder / "budget.json", {"budget": self.budget, "strategy": self.budget_strategy, "pool": self.pool_size,
+                                                       "labeled": len(self.selection), "positions": self.selection.tolist()})
 
     def augmented(self) -> Iterator[str]:
         """The augmented transfer texts, regenerated on each call (seeded, so always the same)."""
@@ -86,13 +124,20 @@ class TransferStream:
     @cached_property
     def count_and_fingerprint(self) -> tuple[int, str]:
         """(number of texts in the stream, its fingerprint)."""
-        n_transfer, transfer_fp, _ = self.corpus.transfer.scan()
-        count = len(self.corpus.train) + n_transfer
+        _, transfer_fp, _ = self.corpus.transfer.scan()
+        labeled = self.pool_size if self.selection is None else len(self.selection)
+        budget = () if self.budget is None else ({"budget": self.budget, "strategy": self.budget_strategy},)
+        fp = fingerprint(texts_fingerprint(self.corpus.train.texts), transfer_fp, self.augment_identity(), self.seed, self.unlabeled_settings,
+                         *budget)
+        return len(self.corpus.train) + labeled, fp
+
+    @cached_property
+    def pool_size(self) -> int:
+        """Real plus generated transfer texts."""
+        n_transfer = self.corpus.transfer.scan()[0]
         if self.augment.factor:
-            count += self.generated
             log(f"augmentation: {self.generated:,} new transfer texts from {n_transfer:,} real ones")
-        fp = fingerprint(texts_fingerprint(self.corpus.train.texts), transfer_fp, self.augment_identity(), self.seed, self.unlabeled_settings)
-        return count, fp
+        return n_transfer + self.generated
 
     @cached_property
     def generated(self) -> int:
@@ -100,9 +145,9 @@ class TransferStream:
         return sum(1 for _ in self.augmented()) if self.augment.factor else 0
 
     def sizes(self) -> dict[str, int]:
-        """The transfer set's real and generated texts (the labeled train texts not counted)."""
+        """The transfer set's real and generated texts, and how many of them are labeled (the labeled train texts not counted)."""
         count, _ = self.count_and_fingerprint
-        return {"real": count - len(self.corpus.train) - self.generated, "generated": self.generated}
+        return {"real": self.pool_size - self.generated, "generated": self.generated, "labeled": count - len(self.corpus.train)}
 
     def parts(self) -> dict[str, tuple[Iterable, int, str]]:
         """Everything a run annotates: (texts, count, fingerprint of the texts) of this stream and of

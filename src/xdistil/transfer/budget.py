@@ -1,0 +1,101 @@
+"""A labeling budget: which N of the transfer texts the labeler labels, when every label costs (an LLM behind an API).
+
+`random` draws N positions (the baseline). `diverse` covers a cheap embedding space - each text the mean of its
+word pieces' input embeddings in the teacher's table, randomly projected to a few dimensions - with k-means
+(k-means++ starts; min(N, MAX_CLUSTERS) clusters): each cluster gives its most central text, and the rest of
+the budget is shared in proportion to the clusters' sizes, nearest the centre first. Both are seeded, so the same config labels the same texts; the positions are saved with the cache.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+import numpy as np
+
+MAX_CLUSTERS = 1024
+PROJECTED = 64  # dimensions of the cheap embedding space
+
+
+def budget_count(budget: int | float, pool: int) -> int:
+    """How many texts a budget labels out of `pool`: a count (capped at the pool), or a fraction of it (when a float)."""
+    if isinstance(budget, float):
+        return min(pool, round(budget * pool))
+    return min(pool, budget)
+
+
+def choose_random(pool: int, count: int, seed: int) -> np.ndarray:
+    """`count` of the positions 0..pool-1, drawn without replacement, in order."""
+    return np.sort(np.asarray(random.Random(f"budget:{seed}").sample(range(pool), count), dtype=np.int64))
+
+
+def text_vectors(texts: Iterable[str], tokenizer, table: np.ndarray, seed: int, batch: int = 1024) -> np.ndarray:
+    """Each text as the mean of its word pieces' rows of `table`, projected to PROJECTED dimensions (float32, one row per text)."""
+    rng = np.random.default_rng(seed)
+    projection = rng.normal(size=(table.shape[1], min(PROJECTED, table.shape[1]))).astype(np.float32) / np.sqrt(table.shape[1])
+    small = table.astype(np.float32) @ projection
+    rows, pending = [], []
+
+    def flush() -> None:
+        for ids in tokenizer(pending, add_special_tokens=False, truncation=True, max_length=128)["input_ids"]:
+            rows.append(small[ids].mean(axis=0) if ids else np.zeros(small.shape[1], np.float32))
+        pending.clear()
+
+    for text in texts:
+        pending.append(text)
+        if len(pending) == batch:
+            flush()
+    if pending:
+        flush()
+    return np.stack(rows) if rows else np.zeros((0, small.shape[1]), np.float32)
+
+
+def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means from k-means++ starting points (each next one drawn in proportion to its squared distance from
+    those chosen, so far-apart regions all get a centre): (each point's cluster, the centres)."""
+    rng = np.random.default_rng(seed)
+    squared = (points**2).sum(1)
+    centres = np.empty((k, points.shape[1]), dtype=points.dtype)
+    centres[0] = points[rng.integers(len(points))]
+    nearest = ((points - centres[0]) ** 2).sum(1)
+    for index in range(1, k):
+        weights = np.maximum(nearest, 0)
+        total = weights.sum()
+        centres[index] = points[rng.choice(len(points), p=weights / total) if total > 0 else rng.integers(len(points))]
+        nearest = np.minimum(nearest, ((points - centres[index]) ** 2).sum(1))
+    for _ in range(iterations):
+        labels = (squared[:, None] - 2 * points @ centres.T + (centres**2).sum(1)[None, :]).argmin(1)
+        for cluster in range(k):
+            members = labels == cluster
+            if members.any():
+                centres[cluster] = points[members].mean(0)
+    return (squared[:, None] - 2 * points @ centres.T + (centres**2).sum(1)[None, :]).argmin(1), centres
+
+
+def choose_diverse(vectors: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """`count` positions that cover the vectors: k-means clusters, each giving its most central text and then its
+    share (by size, largest remainder) of the rest; in order."""
+    pool = len(vectors)
+    if count >= pool:
+        return np.arange(pool, dtype=np.int64)
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    k = min(count, MAX_CLUSTERS)
+    labels, centres = kmeans(vectors, k, seed)
+    sizes = np.bincount(labels, minlength=k)
+    quota = (sizes > 0).astype(np.int64)  # every cluster first gives its most central text
+    spare = sizes - quota
+    exact = spare * (count - int(quota.sum())) / max(int(spare.sum()), 1)
+    extra = np.floor(exact).astype(np.int64)
+    for cluster in np.argsort(-(exact - extra), kind="stable")[: count - int(quota.sum()) - int(extra.sum())]:
+        extra[cluster] += 1
+    quota += extra
+    chosen = []
+    for cluster in range(k):
+        members = np.flatnonzero(labels == cluster)
+        nearest = members[np.argsort(((vectors[members] - centres[cluster]) ** 2).sum(1), kind="stable")]
+        chosen.extend(nearest[: quota[cluster]].tolist())
+    if len(chosen) < count:  # a cluster smaller than its quota: fill from the rest, seeded
+        rest = np.setdiff1d(np.arange(pool), chosen)
+        chosen.extend(np.random.default_rng(seed).choice(rest, size=count - len(chosen), replace=False).tolist())
+    return np.sort(np.asarray(chosen, dtype=np.int64))
