@@ -101,22 +101,20 @@ class Plan:
         return self.work / "augmented"
 
     def distilled(self, chosen: tuple[str, float | None]) -> list[StudentRun]:
-        """The distilled runs once the gold-only search has chosen: today's embeddings and the chosen ones through the default
-        schedule and soft-only on the real transfer set, then the chosen ones soft-only along the curve over the augmented set."""
-        mode, runs = self.mode, []
-        for init, sif in dict.fromkeys([EMBEDDINGS[0], chosen]):
-            slug = variant_name(init, sif).replace(" ", "_")
-            values = student_values(self.values, "default", init, sif, 1, mode["stage_epochs"])
-            runs.append(StudentRun("default", init, sif, 1, values, self.base, self.work / "real" / slug))
-            values = student_values(self.values, "soft only", init, sif, 1, mode["curve_epochs"])
-            runs.append(StudentRun("soft only", init, sif, 1, values, self.base, self.work / "real-soft" / slug))
-        init, sif = chosen
-        for limit in mode["curve"]:
-            values = student_values(self.augmented_values, "soft only", init, sif, 1, mode["curve_epochs"], limit)
-            runs.append(StudentRun("soft only", init, sif, 1, values, self.augmented, self.work / "curve" / f"transfer-{limit}", limit))
+        """The distilled runs once the gold-only search has chosen, soft-only (`curve_epochs`): the chosen embeddings on the
+        whole augmented set first (the longest run), then today's and the chosen ones on the real transfer set, then the
+        chosen ones along the curve."""
+        mode, init, sif = self.mode, *chosen
+        runs = []
         for seed in mode["chosen_seeds"]:
             values = student_values(self.augmented_values, "soft only", init, sif, seed, mode["curve_epochs"])
             runs.append(StudentRun("soft only", init, sif, seed, values, self.augmented, self.work / "augmented-all" / f"seed{seed}"))
+        for variant in dict.fromkeys([EMBEDDINGS[0], chosen]):
+            values = student_values(self.values, "soft only", *variant, 1, mode["curve_epochs"])
+            runs.append(StudentRun("soft only", *variant, 1, values, self.base, self.work / "real-soft" / variant_name(*variant).replace(" ", "_")))
+        for limit in mode["curve"]:
+            values = student_values(self.augmented_values, "soft only", init, sif, 1, mode["curve_epochs"], limit)
+            runs.append(StudentRun("soft only", init, sif, 1, values, self.augmented, self.work / "curve" / f"transfer-{limit}", limit))
         return runs
 
 
@@ -224,23 +222,23 @@ def figures(run: StudentRun, metrics: dict) -> dict:
 
 
 def annotate_augmented(plan: Plan) -> dict:
-    """The augmented transfer set annotated in this process alone (its speed is a figure), or found done; its counts and cost."""
+    """The augmented transfer set annotated (or found done) in this process alone: its counts and its cost. The speed is
+    the median interval between consecutive chunk files (each `chunk_size` texts), so a stopped and resumed annotation
+    is timed by its steady pace, not by the pause."""
+    import statistics
+
     from xdistil.config import build_config
     from xdistil.pipeline import Run
-    from xdistil.progress import log
 
     link_shared(plan.base, plan.augmented, ("teacher", "cache/dev", "cache/test"))  # the same teacher, the same dev/test texts
-    record = plan.work / "augmented-annotation.json"
-    started = time.perf_counter()
     made = Run(build_config({**plan.augmented_values, "out": str(plan.augmented)}, "augmented")).execute("annotate")
-    seconds = time.perf_counter() - started
-    sizes = made.transfer.sizes()
-    if not record.is_file():  # the first, timed pass (a resumed one would time only what was left)
-        texts = sizes["real"] + sizes["generated"] + len(made.data.corpus.train)
-        write_json(record, {"seconds": seconds, "texts": texts, "texts_per_s": texts / seconds})
-        log(f"augmented annotation: {texts:,} texts in {seconds / 60:.1f} min")
-    precision = made.annotation.caches["transfer"].manifest.get("precision", "fp32")
-    return {"factor": plan.mode["factor"], "replace": "neighbours", **sizes, "precision": precision, **json.loads(record.read_text())}
+    cache = made.annotation.caches["transfer"]
+    stamps = sorted(cache.chunk_path(i).stat().st_mtime for i in range(cache.num_chunks()))
+    per_chunk = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+    texts_per_s = cache.manifest["chunk_size"] / per_chunk
+    return {"factor": plan.mode["factor"], "replace": "neighbours", **made.transfer.sizes(), "texts": len(cache),
+            "precision": cache.manifest.get("precision", "fp32"), "texts_per_s": texts_per_s, "seconds": len(cache) / texts_per_s,
+            "threads": 2}
 
 
 def execute(plan: Plan, base, with_peers: bool) -> Measured:
@@ -292,9 +290,10 @@ def measure_systems(plan: Plan, base, measured: Measured) -> list[dict]:
     systems = [timed(teacher, "teacher", "pytorch", plan.base / "teacher", sum(p.numel() for p in base.teacher.model.parameters()))]
     chosen = [r for r in measured.distilled if (r["init"], r["sif"]) == measured.chosen]
     picks = {"BiLSTM, gold only, " + r["embeddings"]: r for r in measured.search if (r["init"], r["sif"]) in (EMBEDDINGS[0], measured.chosen)}
-    largest = max((r for r in chosen if r["kind"] == "soft only"), key=lambda r: r["transfer_texts"], default=None)
+    largest = max(chosen, key=lambda r: r["transfer_texts"], default=None)
+    real = [r for r in measured.distilled if r["transfer_texts"] == min(x["transfer_texts"] for x in measured.distilled)]
     picks.update({f"BiLSTM distilled ({r['kind']}), {r['embeddings']}, {r['transfer_texts']:,} transfer texts": r
-                  for r in measured.distilled if r["seed"] == 1 and (r["kind"] == "default" or r is largest)})
+                  for r in measured.distilled if r["seed"] == 1 and (r in real or r is largest)})
     for name, row in picks.items():
         student = Path(row["folder"]) / "student"
         systems.append(timed(load_student(student), name, "pytorch", student, row["params"]))

@@ -1,5 +1,6 @@
 """The transfer set as the teacher reads it: the labeled train texts first (so gold labels line up
-with the first cache rows), then the unlabeled text and its augmentations, in the task's form.
+with the first cache rows), then the unlabeled text and its augmentations (all of them, or the share
+a labeling budget chose), in the task's form.
 
 It is read lazily and regenerated on every pass (augmentation is seeded), so its size never
 matters for memory; `count_and_fingerprint` makes one counting pass.
@@ -16,6 +17,7 @@ from pathlib import Path
 from xdistil.atomic import atomic_write_json
 from xdistil.config import AugmentConfig
 from xdistil.data.corpus import Corpus
+from xdistil.errors import XDistilError
 from xdistil.fingerprint import fingerprint, texts_fingerprint
 from xdistil.progress import log
 from xdistil.transfer.augment import WordPool, augment_stream, digest, file_word_vectors, nearest_words, teacher_word_vectors
@@ -46,7 +48,8 @@ class TransferStream:
 
         def table() -> tuple[object, object, str]:
             if teacher_model is None:
-                raise ValueError("transfer.augment.replace: neighbours needs the teacher's embeddings or transfer.augment.vectors")
+                raise XDistilError("transfer.augment.replace: neighbours and transfer.budget_strategy: diverse need the teacher's "
+                                   "embeddings (or transfer.augment.vectors)")
             return tokenizer, teacher_model.get_input_embeddings().weight.detach().float().cpu().numpy(), teacher_fp
 
         return cls(corpus, config.transfer.augment, config.seed, lambda: tokenizer.mask_token or "[MASK]",
