@@ -14,6 +14,7 @@ from xdistil.student.base import StudentContext
 from xdistil.student.bilstm import BiLSTMSettings, BiLSTMStudent
 from xdistil.student.embeddings import EmbeddingSource, pca_compress, piece_vectors, sif_weights
 from xdistil.student.vocab import PrunedVocab
+from xdistil.teacher.store import Teacher
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_a_piece_vector_is_the_encoder_output_at_the_piece_alone(parts):
 
 def test_output_vectors_are_cached_per_encoder_and_vocabulary(parts, tiny_teacher, tmp_path, monkeypatch):
     tokenizer, teacher, vocab = parts
-    source = EmbeddingSource.of(teacher, tokenizer, str(tiny_teacher), tmp_path / "vectors", "teacher-fp")
+    source = EmbeddingSource.of(Teacher(teacher, "teacher-fp"), tokenizer, str(tiny_teacher), tmp_path / "vectors")
     first = source.output_vectors(vocab.teacher_ids, "teacher")
     base = source.output_vectors(vocab.teacher_ids, "base")
     encoder = AutoModel.from_pretrained(str(tiny_teacher)).eval()
@@ -54,7 +55,7 @@ def test_output_vectors_are_cached_per_encoder_and_vocabulary(parts, tiny_teache
 
 def test_bilstm_tables_from_output_vectors_and_sif_weights(parts, tiny_teacher, tmp_path):
     tokenizer, teacher, vocab = parts
-    source = EmbeddingSource.of(teacher, tokenizer, str(tiny_teacher), tmp_path / "vectors", "fp")
+    source = EmbeddingSource.of(Teacher(teacher, "fp"), tokenizer, str(tiny_teacher), tmp_path / "vectors")
     context = StudentContext(vocab, 2, False, teacher, source)
 
     def table(**settings) -> torch.Tensor:

@@ -51,6 +51,14 @@ class DataConfig(_Strict):
     tags_column: str = Field("ner_tags", description="tagging, hub datasets: the column of tags")
 
 
+class EnsembleMember(_Strict):
+    """One more teacher beside teacher.model: another encoder, or the same one fine-tuned with another seed."""
+
+    model: str | None = Field(None, description="a built-in name, hub id or folder; default teacher.model")
+    seed: int | None = Field(None, description="its fine-tuning seed; default the run's seed plus its position (1, 2, ...)")
+    weight: float = Field(1.0, ge=0, description="its share of the combination (teacher.model's is 1)")
+
+
 class TeacherConfig(_Strict):
     """The large model: a built-in name, a hub id or a local folder."""
 
@@ -79,6 +87,10 @@ class TeacherConfig(_Strict):
     outputs: Literal["probs", "logits", "labels"] = Field("probs", description="what the function gives per text")
     version: str = Field("1", description="the function's version, part of the cache's fingerprint: change it to label afresh")
     retries: int = Field(3, ge=0, description="further calls of the function after a failed one (waits double from 1 s)")
+    # an ensemble (teacher/ensemble.py): more teachers, each fine-tuned and cached as its own step; the transfer set holds the
+    # combination of their outputs (with teacher.model's representations), and metrics.json each one's test figures
+    ensemble: list[EnsembleMember] = Field(default_factory=list, description="more teachers beside teacher.model")
+    combine: Literal["probs", "logits"] = Field("probs", description="an ensemble's targets: the weighted mean of probabilities or of logits")
 
     @model_validator(mode="after")
     def _source_settings(self) -> TeacherConfig:
@@ -87,6 +99,8 @@ class TeacherConfig(_Strict):
             raise ValueError("teacher.source is file: give teacher.labels, the file of labels")
         if self.source == "function" and (self.function is None or ":" not in self.function):
             raise ValueError("teacher.source is function: give teacher.function as 'module:attribute'")
+        if self.ensemble and self.source != "model":
+            raise ValueError(f"teacher.ensemble combines fine-tuned models; teacher.source is {self.source}")
         for key, source in (("labels", "file"), ("function", "function")):
             if getattr(self, key) is not None and self.source != source:
                 raise ValueError(f"teacher.{key} is set but teacher.source is {self.source}; set teacher.source: {source}")

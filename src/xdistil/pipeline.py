@@ -20,7 +20,7 @@ from accelerate.utils import set_seed
 
 import xdistil.distributed as distributed
 from xdistil.checks import check_before_running
-from xdistil.config import RunConfig, absolute_paths, config_to_dict
+from xdistil.config import RunConfig, TeacherConfig, absolute_paths, config_to_dict
 from xdistil.cpus import ThreadWatch, cpu_budget
 from xdistil.data.corpus import Corpus
 from xdistil.distill.runner import StageCheckpoints, StageData, Trained, TrainSetup, run_stages, stage_data
@@ -41,6 +41,7 @@ from xdistil.student.vocab import PrunedVocab
 from xdistil.tasks import get_task
 from xdistil.text import same_tokenization
 from xdistil.teacher.models import load_tokenizer
+from xdistil.teacher.ensemble import finetune_members
 from xdistil.teacher.store import Teacher, load_or_finetune
 from xdistil.transfer.cache import Annotation, AnnotationSpec, TransferCache, annotate_parts
 from xdistil.transfer.labelers import run_labeler, student_token_caches
@@ -114,21 +115,25 @@ class Run:
 
     # ---- teacher ----
     def finetune(self, data: Data, tokenizer) -> Teacher:
-        """The fine-tuned teacher, loaded from the run folder when it was made from the same config and data."""
-        config, corpus, started = self.config, data.corpus, time.perf_counter()
+        """The fine-tuned teacher (and an ensemble's further members), loaded from the run folder when made from the same config and data."""
+        started = time.perf_counter()
         enter_step("teacher fine-tuning")
         self.threads.say(torch.get_num_threads(), log)
-        reference = ("reference encoder",) if config.teacher.external else ()  # labels from outside: the model as it is
-        teacher_fp = fingerprint(config.teacher.model_dump(mode="json", exclude=set(ANNOTATION_ONLY)), data.fingerprint, config.seed, *reference)
-
-        def finetune(model: torch.nn.Module) -> StageHistory:
-            log(f"teacher: fine-tuning {config.teacher.model} on {len(corpus.train):,} labeled examples")
-            return self.task.finetune(model, tokenizer, corpus, config.teacher, self.accelerator, config.seed)
-
-        teacher = load_or_finetune(self.folder.teacher, teacher_fp, config.teacher, corpus.label_names, self.task.teacher_class,
-                                   tokenizer, self.accelerator.device, finetune, why=lambda: self._why(TEACHER_KEYS))
+        teacher = self._teacher(data, self.config.teacher, tokenizer, self.config.seed, self.folder.teacher)
+        teacher.members = finetune_members(self.config, self.folder.member, lambda *member: self._teacher(data, *member))
         self._timed("finetune", started)
         return teacher
+
+    def _teacher(self, data: Data, settings: TeacherConfig, tokenizer, seed: int, folder: Path) -> Teacher:
+        corpus, reference = data.corpus, (("reference encoder",) if settings.external else ())  # labels from outside: the model as it is
+        teacher_fp = fingerprint(settings.model_dump(mode="json", exclude=set(ANNOTATION_ONLY)), data.fingerprint, seed, *reference)
+
+        def finetune(model: torch.nn.Module) -> StageHistory:
+            log(f"teacher: fine-tuning {settings.model} on {len(corpus.train):,} labeled examples")
+            return self.task.finetune(model, tokenizer, corpus, settings, self.accelerator, seed)
+
+        return load_or_finetune(folder, teacher_fp, settings, corpus.label_names, self.task.teacher_class, tokenizer, self.accelerator.device,
+                                finetune, why=lambda: self._why(TEACHER_KEYS))
 
     # ---- transfer set ----
     def annotate(self, data: Data, teacher: Teacher, tokenizer, stream: TransferStream) -> Annotation:
@@ -153,16 +158,12 @@ class Run:
     # ---- student ----
     def student_vocab(self, transfer: TransferCache, tokenizer) -> PrunedVocab:
         """The word pieces the transfer set uses at least `student.min_count` times, and the special ones."""
-        vocab = PrunedVocab.from_counts(transfer.token_counts(len(tokenizer)), tokenizer.all_special_ids, tokenizer.unk_token_id,
-                                        tokenizer.pad_token_id, self.config.student.min_count)
-        log(f"student vocabulary: {len(vocab):,} of its tokenizer's {len(tokenizer):,} word pieces")
-        return vocab
+        return PrunedVocab.for_tokenizer(transfer.token_counts(len(tokenizer)), tokenizer, self.config.student.min_count)
 
     def new_student(self, vocab: PrunedVocab, label_count: int, teacher: Teacher, tokenizer) -> Student:
         """A fresh student of the configured family, the same for the same seed (`tokenizer`: the teacher's)."""
         settings = self.config.student
-        embeddings = EmbeddingSource.of(teacher.model, tokenizer, self.config.teacher.model, self.folder.teacher / "piece-vectors",
-                                        teacher.fingerprint)
+        embeddings = EmbeddingSource.of(teacher, tokenizer, self.config.teacher.model, self.folder.teacher / "piece-vectors")
         context = StudentContext(vocab, label_count, self.task.per_word, teacher.model, embeddings)
         torch.manual_seed(self.student_seed)
         return family(settings.arch).build(settings, context).to(self.accelerator.device)
@@ -195,7 +196,7 @@ class Run:
         started, corpus, student, baseline = time.perf_counter(), made.data.corpus, made.student, made.baseline
         enter_step("evaluation")
         finished = Finished(
-            config=self.config, task=self.task, corpus=corpus, teacher=made.teacher, pad_id=made.tokenizer.pad_token_id, vocab=made.vocab,
+            config=self.config, task=self.task, corpus=corpus, teacher=made.teacher, tokenizer=made.tokenizer, vocab=made.vocab,
             student=student, baseline=baseline, teacher_test=made.annotation.caches["test"], test_cache=made.student_caches["test"],
             folder=self.folder, device=self.accelerator.device, transfer=made.transfer.sizes(),
         )

@@ -26,7 +26,7 @@ from xdistil.progress import log
 HISTORY = "config_history.jsonl"
 HISTORY_KEEP = 20
 # teacher settings that only change what annotation extracts: not part of the fine-tuned teacher's identity
-ANNOTATION_ONLY = ("layer", "pooling", "source", "labels", "function", "outputs", "version", "retries")
+ANNOTATION_ONLY = ("layer", "pooling", "source", "labels", "function", "outputs", "version", "retries", "ensemble", "combine")
 # the config keys each step reads, in the order a changed one is named in the log (see step_reason)
 TEACHER_KEYS = ("data", "seed", *(f"teacher.{k}" for k in TeacherConfig.model_fields if k not in ANNOTATION_ONLY))
 ANNOTATION_KEYS = (*TEACHER_KEYS, *(f"teacher.{k}" for k in ANNOTATION_ONLY), "transfer")
@@ -52,6 +52,10 @@ class RunFolder:
     sweep = property(lambda self: self.root / "sweep")  # `xdistil sweep`: one run folder per student, the frontier
     best = property(lambda self: self.root / "best")  # `xdistil sweep` with a budget: the chosen student
 
+    def member(self, index: int) -> Path:
+        """An ensemble's further teacher number `index` (1, 2, ...; teacher.model is `teacher/`)."""
+        return self.root / "teachers" / f"member-{index}"
+
     def student_tokens(self, tokenizer_fp: str) -> Path:
         """The student's own token ids of the transfer set, when it reads another tokenizer than the teacher's."""
         return self.cache / f"student-{tokenizer_fp}"
@@ -62,7 +66,7 @@ class RunFolder:
 
 # every name xdistil writes directly inside a run folder (plots match curves_*.png; temporaries end in .tmp)
 WRITTEN = tuple(getattr(RunFolder(Path()), name).name for name in ("config", "data", "teacher", "cache", "checkpoints", "student",
-                                                                   "metrics", "report", "tracking", "sweep", "best")) + (MARKER, HISTORY, LOCK)
+                                                                   "metrics", "report", "tracking", "sweep", "best")) + ("teachers", MARKER, HISTORY, LOCK)
 
 
 def first_difference(old: object, new: object, prefix: str = "") -> str | None:

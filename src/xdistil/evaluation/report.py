@@ -110,6 +110,19 @@ def quick_lines(metrics: dict) -> list[str]:
             "look; its figures are below what a full run of the same data reaches. Re-run without `--quick` for those.", ""]
 
 
+def ensemble_lines(metrics: dict) -> list[str]:
+    """An ensemble's teachers, each alone on test, and the student's loyalty to each (the teacher column above is their combination)."""
+    members = metrics["teacher"].get("members")
+    if not members:
+        return []
+    primary = metrics.get("primary_metric", "accuracy")
+    lines = ["### The ensemble's teachers (test)", "", "The teacher column above is their combination; each alone:", "",
+             f"| teacher | seed | weight | {primary} (%) | student's label loyalty (%) | probability loyalty (%) |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| `{m['model']}` | {m['seed']} | {m['weight']:g} | {_fmt(m.get(primary), 'pct')} | {_fmt(m['student_loyalty'], 'pct')} | "
+              f"{_fmt(m['student_probability_loyalty'], 'pct')} |" for m in members]
+    return lines + [""]
+
+
 def transfer_lines(data: dict) -> list[str]:
     """The report's sentence on where the transfer texts came from and how many were labeled, when not simply all real."""
     generated, labeled = data.get("transfer_generated", 0), data.get("transfer_labeled")
@@ -148,6 +161,7 @@ def write_report(folder: Path, metrics: dict, histories: dict[str, list[StageHis
         ),
         "",
         *breakdown_tables(metrics),
+        *ensemble_lines(metrics),
         "## Data",
         "",
         ", ".join(f"{k}: {v:,}" for k, v in metrics["data"].items()),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ class Finished:
     task: TestScorer
     corpus: Corpus
     teacher: Teacher
-    pad_id: int  # the teacher tokenizer's
+    tokenizer: Any  # the teacher's
     vocab: PrunedVocab
     student: Trained
     baseline: Trained | None
@@ -52,6 +52,10 @@ class Finished:
     folder: RunFolder
     device: torch.device
     transfer: dict | None = None  # the transfer set's real, generated and labeled texts (TransferStream.sizes)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
 
     @cached_property
     def test_rows(self) -> CacheRows:
@@ -108,6 +112,23 @@ def run_metrics(run: Finished) -> dict:
         torch.set_num_threads(before)
 
 
+def member_quality(run: Finished, student_logits: np.ndarray) -> list[dict]:
+    """Each teacher of an ensemble on the test split alone (teacher.model first), and the student's loyalty to it."""
+    from xdistil.teacher.ensemble import member_figures
+    from xdistil.teacher.inference import resolve_layer
+    from xdistil.teacher.models import resolve_pooling
+    from xdistil.transfer.cache import AnnotationSpec
+
+    config, corpus = run.config, run.corpus
+    spec = AnnotationSpec.from_config(config, resolve_layer(run.teacher.model, None), resolve_pooling(config.teacher.model, config.teacher.pooling))
+    out = []
+    for who, logits in member_figures(config, run.teacher, run.tokenizer, run.task, corpus.label_names, corpus.test, spec):
+        agreement = loyalty(student_logits, logits)
+        out.append({**who, **run.task.metrics(logits.argmax(1), corpus.test, corpus.label_names),
+                    "student_loyalty": agreement["label"], "student_probability_loyalty": agreement["probability"]})
+    return out
+
+
 def transfer_counts(sizes: dict) -> dict:
     """metrics.json's extra transfer-set counts: texts made by augmentation, and those a labeling budget labeled."""
     counts = {"transfer_generated": sizes.get("generated", 0)} if sizes.get("generated") else {}
@@ -118,13 +139,16 @@ def transfer_counts(sizes: dict) -> dict:
 
 def _metrics(run: Finished, threads: int) -> dict:
     config, corpus, student = run.config, run.corpus, run.student.model
-    student_quality = quality(run, np.concatenate(predict_rows(student, run.test, run.device)))
+    student_logits = np.concatenate(predict_rows(student, run.test, run.device))
+    student_quality = quality(run, student_logits)
     baseline = run.baseline.model if run.baseline is not None else None
     baseline_quality = quality(run, np.concatenate(predict_rows(baseline, run.test, run.device))) if baseline else None
     timings = latency(run, student)  # last: it moves the student to the CPU
     teacher_model = run.teacher.model
     teacher_params = count_parameters(teacher_model)
     teacher_quality = run.task.metrics(run.test.teacher_logits.argmax(1), corpus.test, corpus.label_names)
+    if run.teacher.members:  # an ensemble: the test figures above are the combination's; each teacher's own, and loyalty to each
+        teacher_quality["members"] = member_quality(run, student_logits)
     student_params = count_parameters(student)
     metrics: dict = {
         "task": config.task,

@@ -113,8 +113,10 @@ class EmbeddingSource:
     identity: str = ""  # the teacher's fingerprint: the cache's key with the vocabulary
 
     @classmethod
-    def of(cls, teacher: nn.Module, tokenizer, name: str, cache: Path, identity: str) -> EmbeddingSource:
-        """The source for a run: `tokenizer` (the teacher's) gives the piece's frame, `name` the pre-trained encoder."""
+    def of(cls, fine_tuned, tokenizer, name: str, cache: Path) -> EmbeddingSource:
+        """The source for a run's teacher (a `teacher.store.Teacher`): `tokenizer` (its own) gives the piece's frame, `name`
+        the pre-trained encoder."""
+        teacher = fine_tuned.model
 
         def load_base() -> nn.Module:
             from transformers import AutoModel
@@ -125,7 +127,7 @@ class EmbeddingSource:
 
         cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-        return cls(teacher, cls_id, sep_id, load_base, cache, identity)
+        return cls(teacher, cls_id, sep_id, load_base, cache, fine_tuned.fingerprint)
 
     def input_table(self, teacher_ids: np.ndarray) -> torch.Tensor:
         return self.teacher.get_input_embeddings().weight.detach().float().cpu()[torch.as_tensor(teacher_ids)]

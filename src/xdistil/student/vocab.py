@@ -54,6 +54,15 @@ class PrunedVocab:
         vocab.counts = np.asarray(counts)[vocab.teacher_ids]
         return vocab
 
+    @classmethod
+    def for_tokenizer(cls, counts: np.ndarray, tokenizer, min_count: int = 1) -> PrunedVocab:
+        """The pieces of `tokenizer` counted at least `min_count` times, and its special ones (logged)."""
+        from xdistil.progress import log
+
+        vocab = cls.from_counts(counts, tokenizer.all_special_ids, tokenizer.unk_token_id, tokenizer.pad_token_id, min_count)
+        log(f"student vocabulary: {len(vocab):,} of its tokenizer's {len(tokenizer):,} word pieces")
+        return vocab
+
     def __len__(self) -> int:
         return len(self.teacher_ids)
 

@@ -27,6 +27,7 @@ class Teacher:
     model: torch.nn.Module
     fingerprint: str
     history: list[StageHistory] = field(default_factory=list)
+    members: list = field(default_factory=list)  # an ensemble's further teachers (teacher.ensemble.Member); none for one teacher
 
 
 def saved_fingerprint(folder: Path) -> str | None:

@@ -63,6 +63,7 @@ class TeacherLabeler:
     label_order: Sequence[int] | None  # the teacher's output index of each label name
     fingerprint: str  # the teacher's
     source: TeacherSource | None = None
+    own_spec: dict | None = None  # spec fields this teacher reads its own way (an ensemble member: its own layer and pooling)
     provides: ClassVar[frozenset[str]] = frozenset({"logits", "repr"})
 
     @classmethod
@@ -76,6 +77,8 @@ class TeacherLabeler:
                    teacher.fingerprint, TeacherSource(str(folder), task.teacher_class, precision))
 
     def label(self, texts: list, spec: AnnotationSpec, advance: Callable[[int], None]) -> tuple[dict[str, torch.Tensor], int]:
+        if self.own_spec:
+            spec = replace(spec, **self.own_spec)
         if self.model is None:
             if self.source is None:
                 raise XDistilError("the teacher labeler has neither a model nor a folder to load one from")
@@ -263,7 +266,12 @@ class EnsembleLabeler:
     members: list[Any]  # Labelers over the same label names, in the same order
     combine: str = "probs"
     weights: list[float] | None = None  # default: equal
-    provides: ClassVar[frozenset[str]] = frozenset({"logits"})
+    representation_from_first: bool = False  # keep the first member's representations (teacher.ensemble: teacher.model's)
+
+    @property
+    def provides(self) -> frozenset[str]:
+        keeps = self.representation_from_first and "repr" in self.members[0].provides
+        return frozenset({"logits", "repr"} if keeps else {"logits"})
 
     def __post_init__(self) -> None:
         if self.combine not in ("probs", "logits"):
@@ -277,7 +285,8 @@ class EnsembleLabeler:
 
     @property
     def fingerprint(self) -> str:
-        return _fingerprint("ensemble", self.combine, self.shares.tolist(), [m.fingerprint for m in self.members])
+        first = ("representation of the first",) if self.representation_from_first else ()
+        return _fingerprint("ensemble", self.combine, self.shares.tolist(), [m.fingerprint for m in self.members], *first)
 
     def label(self, texts: list, spec: AnnotationSpec, advance: Callable[[int], None]) -> tuple[dict[str, torch.Tensor], int]:
         outputs = [member.label(texts, spec, lambda n: None) for member in self.members]
@@ -291,7 +300,8 @@ class EnsembleLabeler:
             combined = sum(share * x for share, x in zip(self.shares, logits))
         first, cut = outputs[0]
         advance(len(texts))
-        return {**{k: v for k, v in first.items() if k not in TARGETS}, "logits": combined.float()}, cut
+        kept = {k: v for k, v in first.items() if k not in TARGETS or (k == "repr" and "repr" in self.provides)}
+        return {**kept, "logits": combined.float()}, cut
 
     def for_worker(self, device: str) -> EnsembleLabeler:
         return replace(self, members=[m.for_worker(device) for m in self.members])
@@ -367,8 +377,14 @@ def run_labeler(config, teacher, tokenizer, task, label_names: Sequence[str], fo
     settings = config.teacher
     labeler: Labeler
     if settings.source == "model":
-        labeler = TeacherLabeler.of(teacher, tokenizer, task, label_names, AnnotationSpec.from_config(config, None, None).precision, folder)
+        precision = AnnotationSpec.from_config(config, None, None).precision
+        labeler = TeacherLabeler.of(teacher, tokenizer, task, label_names, precision, folder)
         layer, pooling = resolve_layer(teacher.model, settings.layer), resolve_pooling(settings.model, settings.pooling)
+        if teacher.members:
+            from xdistil.teacher.ensemble import ensemble_labeler
+
+            labeler = ensemble_labeler(labeler, teacher, task, label_names, precision, settings.pooling, settings.combine)
+            log(f"teachers: an ensemble of {len(teacher.members) + 1}, combined by the mean of their {settings.combine}")
     elif settings.source == "file":
         labeler = FileLabeler(settings.labels, list(label_names), tokenizer, task.description.encode)
         labeler.check_covers(item for texts, _, _ in parts.values() for item in texts)
