@@ -28,3 +28,18 @@ def test_a_row_without_family_reads_as_a_bilstm_row():
                          "macro_f1_mean": 0.7, "loyalty_mean": 0.8, "params": 10, "params_without_embeddings": 5, "compression": 2.0,
                          "latency_ms": {"batch_32": 1.0}, "training_seconds_mean": 3.0, "speedup_batch_32": 4.0}, "an earlier run (kept)")
     assert (row.family, row.distilled, row.speedups) == ("bilstm", False, {"batch_32": 4.0})
+
+
+def test_the_transfer_scale_results_give_their_goals_choice_and_table_again():
+    from benchmarks.transfer_scale import goals as scale_goals, markdown as scale_markdown, variant_name
+
+    result = json.loads((RESULTS / "transfer_scale.json").read_text())
+    assert scale_goals(result) == result["goals"]
+    best = max(result["embedding_search"], key=lambda r: r["dev_accuracy"])  # chosen on dev, never on test
+    assert variant_name(best["init"], best["sif"]) == result["chosen_embeddings"]
+    table = scale_markdown(result)
+    assert all(f"| {s['system']} | {s['format']} |" in table for s in result["systems"])
+    from xdistil.sweep import Row as SweepRow, frontier as sweep_frontier
+
+    points = [SweepRow(f"{s['system']} ({s['format']})", s["format"], s["accuracy"], s["size_mb"], s["latency_ms"], "") for s in result["systems"]]
+    assert [r.student for r in sweep_frontier(points, "batch_32")] == result["frontier"]

@@ -213,3 +213,17 @@ def test_the_annotation_spec_of_a_run_config(tiny_teacher, sentiment_files, tmp_
     assert "precision" not in spec.identity()  # fp32, the default, leaves caches made before the setting valid
     int8 = AnnotationSpec(32, 9, 77, 2, "mean", "float32", "classification", "int8")
     assert int8.identity()["precision"].startswith("int8: ") and {k: v for k, v in int8.identity().items() if k != "precision"} == spec.identity()
+
+
+def test_a_cache_linked_from_another_run_is_never_rewritten_for_other_settings(teacher, tmp_path):
+    model, tokenizer = teacher
+    data = texts(20)
+    labeler = TeacherLabeler(model, tokenizer, classify_chunk, None, "teacher")
+    annotate(labeler, data, len(data), tmp_path / "base" / "dev", SPEC, "fp1")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "base" / "dev").iterdir()}
+    (tmp_path / "row").mkdir()
+    (tmp_path / "row" / "dev").symlink_to(tmp_path / "base" / "dev")
+    assert len(annotate(labeler, data, len(data), tmp_path / "row" / "dev", SPEC, "fp1")) == 20  # the same settings: read as it is
+    with pytest.raises(XDistilError, match=r"row/dev: this cache is linked from .*base/dev and was made for other settings"):
+        annotate(labeler, data, len(data), tmp_path / "row" / "dev", SPEC, "fp2")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "base" / "dev").iterdir()} == before

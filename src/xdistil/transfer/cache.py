@@ -305,6 +305,9 @@ def annotate(
         cache.folder.mkdir(parents=True, exist_ok=True)
         old = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
         if old is not None and old.get("fingerprint") != fingerprint:  # another teacher, data or settings made them: afresh
+            if cache.folder.is_symlink() or cache.folder.parent.is_symlink():  # another run folder's (a sweep's, a benchmark's)
+                raise XDistilError(f"{cache.folder}: this cache is linked from {cache.folder.resolve()} and was made for other "
+                                   "settings; a linked cache is never rewritten: give this run a cache of its own")
             log(f"{description}: redone ({changed or 'the teacher, the data or the annotation settings changed'})")
             for stale in cache.folder.glob("chunk-*.safetensors"):
                 stale.unlink()
