@@ -71,6 +71,12 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+def one_thread(job: Job) -> Job:
+    """The job with `threads: 1` in its config: a run sets its own thread count (its CPU budget, 2 here) whatever the
+    worker set, and two workers of two threads each would oversubscribe the cores (benchmarks/threads.py: 3.5x-17x)."""
+    return Job(job.kind, {**job.values, "threads": 1}, job.out, job.base)
+
+
 def run_jobs(first: list[Job], then: list[Job], workers: int) -> None:
     """Run the jobs in `workers` processes of one thread each (the students are too small for two
     threads to pay), `then` once `first[0]` has finished. Every job leaves a finished run folder, so
@@ -84,9 +90,9 @@ def run_jobs(first: list[Job], then: list[Job], workers: int) -> None:
         return
     log(f"benchmark: {len(first) + len(then)} jobs in {workers} one-thread worker processes")
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
-        futures = [pool.submit(do_job, job) for job in first]
+        futures = [pool.submit(do_job, one_thread(job)) for job in first]
         futures[0].result()
-        futures += [pool.submit(do_job, job) for job in then]
+        futures += [pool.submit(do_job, one_thread(job)) for job in then]
         for future in futures:
             log(f"benchmark: finished {future.result()}")
 

@@ -77,6 +77,7 @@ def student_values(values: dict, kind: str, init: str, sif: float | None, seed: 
                    limit: int | None = None) -> dict:
     """A run's values: `kind` is gold only, default (the paper schedule) or soft only (`stage_epochs` epochs)."""
     out = json.loads(json.dumps(values))
+    out["threads"] = 1  # each run is one of two one-thread worker processes: two threads each would oversubscribe the 2 cores
     out["student"].update(embedding_init=init, embedding_sif=sif)
     if kind == "soft only":
         stages = [{"name": "soft", "losses": {"soft": 1.0}, "epochs": stage_epochs}]
@@ -276,6 +277,11 @@ def measure_systems(plan: Plan, base, measured: Measured) -> list[dict]:
     from xdistil.student.io import load_student
     from xdistil.sweep import measure
 
+    import torch
+
+    from xdistil.cpus import cpu_budget
+
+    torch.set_num_threads(cpu_budget().threads)  # the runs loaded here set one thread each: time with every core, nothing else running
     corpus, mode = base.data.corpus, plan.mode
     texts, gold = list(corpus.test.texts), np.asarray(corpus.test.labels)
 
@@ -391,6 +397,8 @@ def report(plan: Plan, base, measured: Measured, command: str, started: float) -
         "peer_environment": f"model2vec ran in its own virtual environment ({', '.join(M2V_REQUIREMENTS)}); its classifier was loaded "
                             "and timed here with model2vec's inference pipeline",
         "seeds_at_chosen_point": len(plan.mode["chosen_seeds"]), "batch_sizes": plan.mode["batch_sizes"], "systems": systems,
+        "timing": f"every system timed in this process, {__import__('torch').get_num_threads()} threads, after all training; "
+                  "training seconds are one thread's, two runs side by side",
         "frontier": [r.student for r in frontier(points, "batch_32")],
     }
     result["goals"] = goals(result)
