@@ -114,7 +114,7 @@ def run_metrics(run: Finished) -> dict:
 
 def member_quality(run: Finished, student_logits: np.ndarray) -> list[dict]:
     """Each teacher of an ensemble on the test split alone (teacher.model first), and the student's loyalty to it."""
-    from xdistil.teacher.ensemble import member_figures
+    from xdistil.transfer.labelers import member_figures
     from xdistil.teacher.inference import resolve_layer
     from xdistil.teacher.models import resolve_pooling
     from xdistil.transfer.cache import AnnotationSpec

@@ -381,8 +381,6 @@ def run_labeler(config, teacher, tokenizer, task, label_names: Sequence[str], fo
         labeler = TeacherLabeler.of(teacher, tokenizer, task, label_names, precision, folder)
         layer, pooling = resolve_layer(teacher.model, settings.layer), resolve_pooling(settings.model, settings.pooling)
         if teacher.members:
-            from xdistil.teacher.ensemble import ensemble_labeler
-
             labeler = ensemble_labeler(labeler, teacher, task, label_names, precision, settings.pooling, settings.combine)
             log(f"teachers: an ensemble of {len(teacher.members) + 1}, combined by the mean of their {settings.combine}")
     elif settings.source == "file":
@@ -397,3 +395,33 @@ def run_labeler(config, teacher, tokenizer, task, label_names: Sequence[str], fo
         log(f"labels: from {settings.source} {settings.labels or settings.function}; {settings.model} is only the reference encoder")
     spec = replace(AnnotationSpec.from_config(config, layer, pooling), without=tuple(sorted(TARGETS - labeler.provides)))
     return labeler, spec
+
+
+def ensemble_labeler(first: TeacherLabeler, teacher, task, label_names: Sequence[str], precision: str, pooling: str, combine: str):
+    """The ensemble's labeler: `first` (teacher.model's labeler, whose token ids and representations the cache keeps) and a
+    labeler per member, each reading the texts with its own tokenizer, at its own middle layer."""
+    from xdistil.teacher.inference import resolve_layer
+    from xdistil.teacher.models import resolve_pooling
+
+    members = [first]
+    for member in teacher.members:
+        labeler = TeacherLabeler.of(member.teacher, member.tokenizer, task, label_names, precision, member.folder)
+        own = {"layer": resolve_layer(member.teacher.model, None), "pooling": resolve_pooling(member.model, pooling)}
+        members.append(replace(labeler, own_spec=own))
+    return EnsembleLabeler(members, combine, [1.0] + [m.weight for m in teacher.members], representation_from_first=True)
+
+
+def member_figures(config, teacher, tokenizer, task, label_names: list[str], split, spec) -> list[tuple[dict, np.ndarray]]:
+    """(who, test logits) of every teacher of an ensemble, teacher.model first: each labels the test split alone."""
+    from xdistil.teacher.inference import resolve_layer
+    from xdistil.teacher.models import resolve_pooling
+
+    who = [(teacher, tokenizer, config.teacher.model, config.seed, 1.0, None)]
+    who += [(m.teacher, m.tokenizer, m.model, m.seed, m.weight, m.folder) for m in teacher.members]
+    out = []
+    for model, reads, name, seed, weight, folder in who:
+        labeler = TeacherLabeler.of(model, reads, task, label_names, spec.precision, folder or Path())
+        own = replace(spec, layer=resolve_layer(model.model, None), pooling=resolve_pooling(name, config.teacher.pooling))
+        tensors, _ = labeler.label(list(split.texts), own, lambda n: None)
+        out.append(({"model": name, "seed": seed, "weight": weight}, tensors["logits"].numpy()))
+    return out
