@@ -38,7 +38,8 @@ class TransferStream:
     mask_token: Callable[[], str]  # asked only when augmenting
     unlabeled: Callable[[Iterable[str]], Iterable]
     unlabeled_settings: object = None
-    neighbour_table: Callable[[], tuple[object, object, str]] | None = None  # (tokenizer, input embeddings, identity), asked when needed
+    neighbour_table: Callable[[], tuple[object, object]] | None = None  # (tokenizer, input embeddings), asked when needed
+    neighbour_identity: str = ""  # whose embeddings those are (the teacher's fingerprint), for the stream's fingerprint
     budget: int | float | None = None  # label only this many of the transfer texts (transfer.budget)
     budget_strategy: str = "random"
 
@@ -46,15 +47,15 @@ class TransferStream:
     def of(cls, corpus: Corpus, config, task, tokenizer, teacher_model=None, teacher_fp: str = "") -> TransferStream:
         """The stream of a run config (a RunConfig) and task; `teacher_model` gives neighbour replacements their embeddings."""
 
-        def table() -> tuple[object, object, str]:
+        def table() -> tuple[object, object]:
             if teacher_model is None:
                 raise XDistilError("transfer.augment.replace: neighbours and transfer.budget_strategy: diverse need the teacher's "
                                    "embeddings (or transfer.augment.vectors)")
-            return tokenizer, teacher_model.get_input_embeddings().weight.detach().float().cpu().numpy(), teacher_fp
+            return tokenizer, teacher_model.get_input_embeddings().weight.detach().float().cpu().numpy()
 
         return cls(corpus, config.transfer.augment, config.seed, lambda: tokenizer.mask_token or "[MASK]",
                    lambda texts: task.unlabeled(texts, config.data), task.unlabeled_settings(config.data), table,
-                   config.transfer.budget, config.transfer.budget_strategy)
+                   teacher_fp, config.transfer.budget, config.transfer.budget_strategy)
 
     def __iter__(self) -> Iterator:
         return itertools.chain(self.corpus.train.texts, self.unlabeled(self.labeled()))
@@ -78,7 +79,7 @@ class TransferStream:
         pool = self.pool_size
         count = budget_count(self.budget, pool)
         if self.budget_strategy == "diverse":
-            tokenizer, table, _ = self.neighbour_table()
+            tokenizer, table = self.neighbour_table()
             chosen = choose_diverse(text_vectors(self.pool(), tokenizer, table, self.seed), count, self.seed)
         else:
             chosen = choose_random(pool, count, self.seed)
@@ -110,7 +111,7 @@ class TransferStream:
             if self.augment.vectors is not None:
                 kept, vectors = file_word_vectors(self.augment.vectors, words)
             else:
-                tokenizer, table, _ = self.neighbour_table()
+                tokenizer, table = self.neighbour_table()
                 kept, vectors = teacher_word_vectors(words, tokenizer, table)
             pool.neighbours = nearest_words(kept, vectors, self.augment.neighbours)
             log(f"augmentation: neighbours for {len(pool.neighbours):,} of the {len(words):,} most frequent words")
@@ -121,7 +122,7 @@ class TransferStream:
         values = self.augment.model_dump(mode="json")
         identity = {k: v for k, v in values.items() if k not in LATER_AUGMENT_DEFAULTS or v != LATER_AUGMENT_DEFAULTS[k]}
         if self.augment.factor and self.augment.replace == "neighbours" and self.augment.vectors is None:
-            identity["embeddings"] = self.neighbour_table()[2]
+            identity["embeddings"] = self.neighbour_identity
         return identity
 
     @cached_property
