@@ -10,7 +10,7 @@ import pytest
 from conftest import tiny_run_config
 from xdistil.config import TransferConfig
 from xdistil.pipeline import Run
-from xdistil.transfer.budget import budget_count, choose_diverse, choose_random
+from xdistil.transfer.budget import budget_count, choose_diverse, choose_random, first_round_count, least_sure
 
 SHORT = {"distill__stages": [{"name": "soft", "losses": {"soft": 1.0}, "epochs": 2}, {"name": "gold", "losses": {"gold": 1.0}, "data": "labeled", "epochs": 1}],
          "evaluation": {"baseline": False, "latency_batch_sizes": [1], "latency_repeats": 2}}
@@ -43,7 +43,23 @@ def test_a_diverse_budget_takes_from_every_cluster_in_proportion():
     assert choose_diverse(points, 100, seed=3).tolist() == list(range(100))
 
 
-@pytest.mark.parametrize("strategy", ["random", "diverse"])
+def test_an_uncertain_budget_ends_its_first_round_on_a_chunk_boundary_and_then_takes_the_least_sure():
+    assert first_round_count(75, 40, 64) == 24  # 40 train rows + 24 = one whole chunk of 64
+    assert first_round_count(1000, 1000, 512) == 536  # 1,536 rows: the boundary nearest half the budget
+    assert first_round_count(10, 40, 64) == 10  # no boundary inside: all in one round
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-1, 1, size=(400, 2)).astype(np.float32)
+    first = np.arange(100)
+    probabilities = 1 / (1 + np.exp(-8 * points[first, 0]))  # the labeler: class 1 where x > 0, surer further away
+    second = least_sure(points, first, np.stack([1 - probabilities, probabilities], 1), 30, seed=1)
+    assert len(second) == 30 and not set(second.tolist()) & set(first.tolist()) and list(second) == sorted(second)
+    rest = np.arange(100, 400)
+    nearest = rest[np.argsort(np.abs(points[rest, 0]))[:30]]  # the 30 texts closest to the boundary
+    assert len(set(second.tolist()) & set(nearest.tolist())) >= 24
+    assert np.abs(points[second, 0]).max() < np.median(np.abs(points[rest, 0]))
+
+
+@pytest.mark.parametrize("strategy", ["random", "diverse", "uncertain"])
 def test_a_budget_labels_no_more_than_n_transfer_texts_and_the_student_learns_from_them_alone(tiny_teacher, sentiment_files, tmp_path,
                                                                                               monkeypatch, strategy):
     import test_labelers
@@ -62,6 +78,9 @@ def test_a_budget_labels_no_more_than_n_transfer_texts_and_the_student_learns_fr
     assert len(made.annotation.caches["transfer"]) == len(corpus.train) + 75  # the student trains on those alone
     saved = json.loads((tmp_path / "run" / "cache" / "budget.json").read_text())
     assert saved["strategy"] == strategy and saved["pool"] == 300 and saved["labeled"] == 75
+    if strategy == "uncertain":  # the first round ends on a chunk boundary of the cache: its texts were not labeled again
+        first, second = saved["rounds"]
+        assert first + second == 75 and (len(corpus.train) + first) % 64 == 0 and 0 < first < 75
     assert sorted(labeled) == sorted(transfer[i] for i in saved["positions"])
     assert made.metrics["data"]["transfer_labeled"] == 75
     assert "a labeling budget labeled 75 of the 300" in (tmp_path / "run" / "report.md").read_text()

@@ -153,8 +153,9 @@ class TransferConfig(_Strict):
         None, description="label only this many transfer texts (a count, or a fraction of them when written with a point: 0.25); "
         "none: all"
     )
-    budget_strategy: Literal["random", "diverse"] = Field(
-        "random", description="which texts a budget labels: a seeded random draw, or coverage of the teacher's embedding space (k-means)"
+    budget_strategy: Literal["random", "diverse", "uncertain"] = Field(
+        "random", description="which texts a budget labels: a seeded random draw; coverage of the teacher's embedding space (k-means); "
+        "or uncertain: half by coverage, then the texts a static student fitted to those labels is least sure of"
     )
     engine: Literal["local", "ray"] = Field(
         "local", description="who annotates: this process (or each of `accelerate launch`'s), or a Ray cluster (pip install 'xdistil[ray]')"

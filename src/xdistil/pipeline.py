@@ -43,6 +43,7 @@ from xdistil.text import same_tokenization
 from xdistil.teacher.models import load_tokenizer
 from xdistil.teacher.ensemble import finetune_members
 from xdistil.teacher.store import Teacher, load_or_finetune
+from xdistil.transfer.budget import label_first_round
 from xdistil.transfer.cache import Annotation, AnnotationSpec, TransferCache, annotate_parts
 from xdistil.transfer.labelers import run_labeler, student_token_caches
 from xdistil.transfer.ray_engine import annotation_engine
@@ -141,8 +142,10 @@ class Run:
         started, config = time.perf_counter(), self.config
         enter_step("annotation")
         labeler, spec = run_labeler(config, teacher, tokenizer, self.task, data.corpus.label_names, self.folder.teacher, stream.parts())
+        engine = annotation_engine(config.transfer)
+        label_first_round(labeler, stream, self.folder.cache / "transfer", spec, engine)  # an uncertain budget's first round
         annotation = annotate_parts(labeler, stream.parts(), self.folder.cache, spec, self.task.long_text, changed=self._why(ANNOTATION_KEYS),
-                                    engine=annotation_engine(config.transfer))
+                                    engine=engine)
         distributed.on_main(lambda: stream.save_budget(self.folder.cache))
         self._timed("annotate", started)
         return annotation

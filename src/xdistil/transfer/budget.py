@@ -3,7 +3,12 @@
 `random` draws N positions (the baseline). `diverse` covers a cheap embedding space - each text the mean of its
 word pieces' input embeddings in the teacher's table, randomly projected to a few dimensions - with k-means
 (k-means++ starts; min(N, MAX_CLUSTERS) clusters): each cluster gives its most central text, and the rest of
-the budget is shared in proportion to the clusters' sizes, nearest the centre first. Both are seeded, so the same config labels the same texts; the positions are saved with the cache.
+the budget is shared in proportion to the clusters' sizes, nearest the centre first. `uncertain` labels in two
+rounds: about half the budget by `diverse` (ending on a chunk boundary of the transfer cache, so the final
+labeling finds those chunks done and pays for no text twice); a static student - a linear softmax over the same
+text vectors - learns the labeler's probabilities on them; the rest of the budget goes to the texts it is least sure
+of (smallest margin between its two likeliest labels). All are seeded, so the same config labels the same texts;
+the positions are saved with the cache.
 """
 
 from __future__ import annotations
@@ -99,3 +104,54 @@ def choose_diverse(vectors: np.ndarray, count: int, seed: int) -> np.ndarray:
         rest = np.setdiff1d(np.arange(pool), chosen)
         chosen.extend(np.random.default_rng(seed).choice(rest, size=count - len(chosen), replace=False).tolist())
     return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+def first_round_count(count: int, train: int, chunk_size: int) -> int:
+    """How many texts `uncertain`'s first round labels: about half of `count`, so that the transfer cache's rows
+    (the `train` labeled texts first) end on a chunk boundary; all of `count` when no boundary falls inside it."""
+    boundaries = [b for b in range(chunk_size, train + count + 1, chunk_size) if train < b < train + count]
+    return min(boundaries, key=lambda b: (abs(b - train - count / 2), b)) - train if boundaries else count
+
+
+def least_sure(vectors: np.ndarray, first: np.ndarray, probabilities: np.ndarray, count: int, seed: int, steps: int = 300) -> np.ndarray:
+    """The `count` positions outside `first` that a linear softmax student over `vectors`, fitted to the labeler's
+    `probabilities` on `first`, is least sure of (smallest top-two margin); in order."""
+    import torch
+
+    rest = np.setdiff1d(np.arange(len(vectors)), first)
+    if count >= len(rest):
+        return rest
+    mean, scale = vectors[first].mean(0), vectors[first].std(0) + 1e-6
+    torch.manual_seed(seed)
+    inputs = torch.from_numpy((vectors[first] - mean) / scale).float()
+    targets = torch.from_numpy(probabilities).float()
+    student = torch.nn.Linear(inputs.shape[1], targets.shape[1])
+    optimizer = torch.optim.Adam(student.parameters(), lr=0.05, weight_decay=1e-4)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = -(targets * torch.log_softmax(student(inputs), -1)).sum(1).mean()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        top = torch.softmax(student(torch.from_numpy((vectors[rest] - mean) / scale).float()), -1).topk(2, dim=1).values.numpy()
+    margin = top[:, 0] - top[:, 1]
+    return np.sort(rest[np.argsort(margin, kind="stable")[:count]])
+
+
+def label_first_round(labeler, stream, folder, spec, engine=None) -> None:
+    """`uncertain`'s first round: label the train texts and the first share into the transfer cache's first chunks
+    (`folder`, under the final cache's fingerprint), then choose the second round from what the labeler said."""
+    import itertools
+
+    from xdistil.transfer.cache import annotate, part_fingerprint
+
+    if stream.budget is None or stream.budget_strategy != "uncertain" or stream.second is not None:
+        return
+    first, train = stream.first_round, len(stream.corpus.train)
+    count = budget_count(stream.budget, stream.pool_size)
+    texts = itertools.chain(stream.corpus.train.texts, stream.unlabeled(stream.at(first)))
+    fingerprint = part_fingerprint(labeler, spec, stream.count_and_fingerprint[1])
+    cache = annotate(labeler, texts, train + len(first), folder, spec, fingerprint, "teacher labels transfer (first round)", engine=engine)
+    logits = cache.load().logits[train:]
+    probabilities = np.exp(logits - logits.max(1, keepdims=True))
+    stream.second = least_sure(stream.vectors, first, probabilities / probabilities.sum(1, keepdims=True), count - len(first), stream.seed)

@@ -362,13 +362,18 @@ def annotate_parts(
     caches: dict[str, TransferCache] = {}
     notes: list[str] = []
     for name, (texts, count, texts_fp) in parts.items():
-        fp = _fingerprint(labeler.fingerprint, spec.identity(), texts_fp)
+        fp = part_fingerprint(labeler, spec, texts_fp)
         caches[name] = annotate(labeler, texts, count, folder / name, spec, fp, f"{who} {name}", changed, engine)
         cut = caches[name].truncated()
         if cut:
             notes.append(f"{name}: {cut} texts longer than {spec.max_length} word pieces were {long_text}")
             log(f"{who} {notes[-1]}")
     return Annotation(caches, notes)
+
+
+def part_fingerprint(labeler: Labeler, spec: AnnotationSpec, texts_fp: str) -> str:
+    """The fingerprint of a part's cache: who labels, how, and which texts."""
+    return _fingerprint(labeler.fingerprint, spec.identity(), texts_fp)
 
 
 class PairedCache(TransferCache):

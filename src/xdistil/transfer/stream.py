@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+
 from xdistil.atomic import atomic_write_json
 from xdistil.config import AugmentConfig
 from xdistil.data.corpus import Corpus
@@ -21,7 +23,7 @@ from xdistil.errors import XDistilError
 from xdistil.fingerprint import fingerprint, texts_fingerprint
 from xdistil.progress import log
 from xdistil.transfer.augment import WordPool, augment_stream, digest, file_word_vectors, nearest_words, teacher_word_vectors
-from xdistil.transfer.budget import budget_count, choose_diverse, choose_random, text_vectors
+from xdistil.transfer.budget import budget_count, choose_diverse, choose_random, first_round_count, text_vectors
 
 # augmentation settings added after the first five: in the fingerprint only when set, so earlier caches stay valid
 LATER_AUGMENT_DEFAULTS = {"replace": "corpus", "neighbours": 10, "vectors": None}
@@ -42,6 +44,8 @@ class TransferStream:
     neighbour_identity: str = ""  # whose embeddings those are (the teacher's fingerprint), for the stream's fingerprint
     budget: int | float | None = None  # label only this many of the transfer texts (transfer.budget)
     budget_strategy: str = "random"
+    chunk_size: int = 2048  # the transfer cache's (uncertain's first round ends on a chunk boundary)
+    second: np.ndarray | None = None  # uncertain's second round, set once the first is labeled (budget.label_first_round)
 
     @classmethod
     def of(cls, corpus: Corpus, config, task, tokenizer, teacher_model=None, teacher_fp: str = "") -> TransferStream:
@@ -55,7 +59,7 @@ class TransferStream:
 
         return cls(corpus, config.transfer.augment, config.seed, lambda: tokenizer.mask_token or "[MASK]",
                    lambda texts: task.unlabeled(texts, config.data), task.unlabeled_settings(config.data), table,
-                   teacher_fp, config.transfer.budget, config.transfer.budget_strategy)
+                   teacher_fp, config.transfer.budget, config.transfer.budget_strategy, config.transfer.chunk_size)
 
     def __iter__(self) -> Iterator:
         return itertools.chain(self.corpus.train.texts, self.unlabeled(self.labeled()))
@@ -68,29 +72,51 @@ class TransferStream:
         """The transfer texts the labeler labels: the whole pool, or the budget's choice in pool order."""
         if self.selection is None:
             return self.pool()
-        keep = set(self.selection.tolist())
+        rounds = (self.first_round, self.second) if self.budget_strategy == "uncertain" else (self.selection,)
+        return itertools.chain.from_iterable(self.at(positions) for positions in rounds)
+
+    def at(self, positions) -> Iterator[str]:
+        """The pool's texts at sorted `positions`, in pool order (the pool regenerated)."""
+        keep = set(positions.tolist())
         return (text for position, text in enumerate(self.pool()) if position in keep)
 
     @cached_property
     def selection(self):
-        """The pool positions a budget labels (sorted), or None without a budget."""
+        """The pool positions a budget labels (sorted; uncertain's: its first round's, then its second's), or None
+        without a budget."""
         if self.budget is None:
             return None
         pool = self.pool_size
         count = budget_count(self.budget, pool)
-        if self.budget_strategy == "diverse":
-            tokenizer, table = self.neighbour_table()
-            chosen = choose_diverse(text_vectors(self.pool(), tokenizer, table, self.seed), count, self.seed)
+        if self.budget_strategy == "uncertain":
+            if self.second is None:
+                raise XDistilError("the uncertain budget's second round is chosen once its first is labeled (budget.label_first_round)")
+            chosen = np.concatenate([self.first_round, self.second])
+        elif self.budget_strategy == "diverse":
+            chosen = choose_diverse(self.vectors, count, self.seed)
         else:
             chosen = choose_random(pool, count, self.seed)
         log(f"labeling budget: {len(chosen):,} of {pool:,} transfer texts ({self.budget_strategy})")
         return chosen
 
+    @cached_property
+    def vectors(self) -> np.ndarray:
+        """Each pool text's cheap vector (budget.text_vectors), for the diverse and uncertain budgets."""
+        tokenizer, table = self.neighbour_table()
+        return text_vectors(self.pool(), tokenizer, table, self.seed)
+
+    @cached_property
+    def first_round(self) -> np.ndarray:
+        """The uncertain budget's first round: about half the budget, by the diverse strategy."""
+        count = first_round_count(budget_count(self.budget, self.pool_size), len(self.corpus.train), self.chunk_size)
+        return choose_diverse(self.vectors, count, self.seed)
+
     def save_budget(self, folder: Path) -> None:
         """With a budget, what it chose (`budget.json` in `folder`): the strategy, the pool and the positions labeled."""
         if self.selection is not None:
+            rounds = {"rounds": [len(self.first_round), len(self.second)]} if self.budget_strategy == "uncertain" else {}
             atomic_write_json(folder / "budget.json", {"budget": self.budget, "strategy": self.budget_strategy, "pool": self.pool_size,
-                                                       "labeled": len(self.selection), "positions": self.selection.tolist()})
+                                                       "labeled": len(self.selection), "positions": self.selection.tolist(), **rounds})
 
     def augmented(self) -> Iterator[str]:
         """The augmented transfer texts, regenerated on each call (seeded, so always the same)."""
@@ -129,7 +155,7 @@ class TransferStream:
     def count_and_fingerprint(self) -> tuple[int, str]:
         """(number of texts in the stream, its fingerprint)."""
         _, transfer_fp, _ = self.corpus.transfer.scan()
-        labeled = self.pool_size if self.selection is None else len(self.selection)
+        labeled = self.pool_size if self.budget is None else budget_count(self.budget, self.pool_size)
         budget = () if self.budget is None else ({"budget": self.budget, "strategy": self.budget_strategy},)
         fp = fingerprint(texts_fingerprint(self.corpus.train.texts), transfer_fp, self.augment_identity(), self.seed, self.unlabeled_settings,
                          *budget)
