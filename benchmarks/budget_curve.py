@@ -32,7 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.classification import MODES as CLASSIFICATION_MODES, base_values  # noqa: E402
+from benchmarks.classification import base_of  # noqa: E402
 from benchmarks.common import RESULTS, Job, link_shared, quiet_transformers, run_jobs, write_json  # noqa: E402
 
 STRATEGIES = ("random", "diverse", "uncertain")
@@ -96,14 +96,9 @@ class Plan:
 
 
 def make_plan(quick: bool, workers: int | None) -> Plan:
-    from benchmarks.resources.mpnet import all_mpnet_base_v2
-
     name = "quick" if quick else "full"
     mode = {**MODES[name], **({"workers": workers} if workers else {})}
-    classification = CLASSIFICATION_MODES[mode["classification"]]
-    base = HERE / "cache" / "classification" / mode["classification"] / "base"
-    teacher = "minilm-l6" if classification["teacher"] == "minilm-l6" else str(all_mpnet_base_v2())
-    return Plan(name, mode, HERE / "cache" / "budget_curve" / name, base, base_values(classification, teacher, base))
+    return Plan(name, mode, HERE / "cache" / "budget_curve" / name, *base_of(mode["classification"]))
 
 
 def write_labels(plan: Plan, made) -> None:

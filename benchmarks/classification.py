@@ -101,6 +101,17 @@ def base_values(mode: dict, teacher: str, out: Path, seed: int = 42) -> dict:
 
 
 
+def base_of(mode_name: str) -> tuple[Path, dict]:
+    """The base run folder of a classification mode ("full" or "quick") and its run config, for the benchmarks that reuse
+    its fine-tuned teacher and annotation."""
+    from benchmarks.resources.mpnet import all_mpnet_base_v2
+
+    mode = MODES[mode_name]
+    base = HERE / "cache" / "classification" / mode_name / "base"
+    teacher = "minilm-l6" if mode["teacher"] == "minilm-l6" else str(all_mpnet_base_v2())
+    return base, base_values(mode, teacher, base)
+
+
 def texts_per_second(model, tokenizer, texts: list[str]) -> float:
     """Texts per second of xdistil's annotation path (length-sorted batches of 32, dynamic padding,
     inference mode), after one warm-up batch."""

@@ -32,7 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.classification import DEFAULT, MODES as CLASSIFICATION_MODES, base_values, stages_for  # noqa: E402
+from benchmarks.classification import DEFAULT, base_of, stages_for  # noqa: E402
 from benchmarks.common import RESULTS, Job, link_shared, quiet_transformers, run_jobs, run_row, write_json  # noqa: E402
 
 # (embedding_init, embedding_sif): the first is today's default
@@ -135,14 +135,9 @@ class Plan:
 
 
 def make_plan(quick: bool, workers: int | None) -> Plan:
-    from benchmarks.resources.mpnet import all_mpnet_base_v2
-
     name = "quick" if quick else "full"
     mode = {**MODES[name], **({"workers": workers} if workers else {})}
-    classification = CLASSIFICATION_MODES[mode["classification"]]
-    base = HERE / "cache" / "classification" / mode["classification"] / "base"
-    teacher = "minilm-l6" if classification["teacher"] == "minilm-l6" else str(all_mpnet_base_v2())
-    values = base_values(classification, teacher, base)
+    base, values = base_of(mode["classification"])
     augmented = json.loads(json.dumps(values))
     augmented["transfer"]["augment"].update(factor=mode["factor"], replace="neighbours")
     work = HERE / "cache" / "transfer_scale" / name
