@@ -177,3 +177,8 @@ def test_bad_tagging_file_is_refused_in_one_line(tmp_path, tiny_teacher, name, r
 def test_augmentation_is_refused_for_tagging(tmp_path):
     result = xdistil("finetune", str(BAD / "tagging_augment.yaml"))
     assert_one_line_error(result, "tagging_augment.yaml", "transfer.augment is for classification")
+
+
+def test_an_uncertain_budget_is_refused_for_tagging(tmp_path):
+    result = xdistil("finetune", str(BAD / "tagging_uncertain.yaml"))
+    assert_one_line_error(result, "tagging_uncertain.yaml", "uncertain weighs one label per text")

@@ -31,12 +31,16 @@ def test_a_row_without_family_reads_as_a_bilstm_row():
 
 
 def test_the_transfer_scale_results_give_their_goals_choice_and_table_again():
-    from benchmarks.transfer_scale import goals as scale_goals, markdown as scale_markdown, variant_name
+    from benchmarks.transfer_scale import chosen_point, chosen_shape, goals as scale_goals, markdown as scale_markdown, variant_name
 
     result = json.loads((RESULTS / "transfer_scale.json").read_text())
     assert scale_goals(result) == result["goals"]
     best = max(result["embedding_search"], key=lambda r: r["dev_accuracy"])  # chosen on dev, never on test
     assert variant_name(best["init"], best["sif"]) == result["chosen_embeddings"]
+    assert chosen_shape(result["distilled"]) == result["chosen_shape"]  # on dev too, among the shapes within 26x
+    point = chosen_point(result)
+    assert len(point) == result["seeds_at_chosen_point"] and {r["seed"] for r in point} == set(range(1, len(point) + 1))
+    assert all(r["teacher_params"] / r["params"] >= 26 for r in point)
     table = scale_markdown(result)
     assert all(f"| {s['system']} | {s['format']} |" in table for s in result["systems"])
     from xdistil.sweep import Row as SweepRow, frontier as sweep_frontier

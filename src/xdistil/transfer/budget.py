@@ -119,8 +119,8 @@ def least_sure(vectors: np.ndarray, first: np.ndarray, probabilities: np.ndarray
     import torch
 
     rest = np.setdiff1d(np.arange(len(vectors)), first)
-    if count >= len(rest):
-        return rest
+    if count >= len(rest) or count == 0 or len(first) == 0:
+        return rest if count >= len(rest) else np.sort(np.random.default_rng(seed).choice(rest, size=count, replace=False))
     mean, scale = vectors[first].mean(0), vectors[first].std(0) + 1e-6
     torch.manual_seed(seed)
     inputs = torch.from_numpy((vectors[first] - mean) / scale).float()
