@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.classification import base_of  # noqa: E402
-from benchmarks.common import RESULTS, Job, link_shared, quiet_transformers, run_jobs, write_json  # noqa: E402
+from benchmarks.common import RESULTS, Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, write_json  # noqa: E402
 
 STRATEGIES = ("random", "diverse", "uncertain")
 MODES = {
@@ -123,12 +123,11 @@ def finished(point: Point) -> dict:
     from xdistil.pipeline import Run
 
     metrics = Run(build_config({**point.values, "out": str(point.out)}, str(point.out))).run()
-    stage = metrics["stages"]["student"][-1]
     budget = point.out / "cache" / "budget.json"
     return {"strategy": point.strategy or "all", "share": point.share, "seed": point.seed, "epochs": epochs_for(point.share),
             "labeled": metrics["data"].get("transfer_labeled", metrics["data"]["transfer"]),
-            "dev_accuracy": stage["epochs"][stage["best_epoch"] - 1]["dev_score"], "test_accuracy": metrics["student"]["accuracy"],
-            "training_seconds": sum(e["seconds"] for e in stage["epochs"]), "labeling": str(budget) if budget.is_file() else None}
+            "dev_accuracy": final_dev(metrics), "test_accuracy": metrics["student"]["accuracy"],
+            "training_seconds": epoch_seconds(metrics, "student"), "labeling": str(budget) if budget.is_file() else None}
 
 
 def summary(points: list[dict], shares: list[float]) -> list[dict]:

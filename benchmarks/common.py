@@ -110,6 +110,12 @@ def epoch_seconds(metrics: dict, part: str) -> float:
     return sum(e["seconds"] for stage in metrics["stages"].get(part, []) for e in stage["epochs"])
 
 
+def final_dev(metrics: dict) -> float:
+    """The dev score of the student a run kept: its last stage's best epoch."""
+    stage = metrics["stages"]["student"][-1]
+    return stage["epochs"][stage["best_epoch"] - 1]["dev_score"]
+
+
 def write_json(path: Path, result: dict, indent: int = 2) -> Path:
     """Save a benchmark's figures (the folder made if needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.classification import base_of  # noqa: E402
-from benchmarks.common import RESULTS, Job, link_shared, quiet_transformers, run_jobs, write_json  # noqa: E402
+from benchmarks.common import RESULTS, Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, write_json  # noqa: E402
 
 MEMBER_SEEDS = [43, 44]  # beside teacher.model's seed (the base run's, 42)
 STUDENT_SEEDS = [1, 2, 3]
@@ -62,10 +62,9 @@ def student_row(values: dict, folder: Path) -> dict:
     from xdistil.pipeline import Run
 
     metrics = Run(build_config({**values, "out": str(folder)}, str(folder))).run()
-    stage = metrics["stages"]["student"][-1]
-    return {"seed": values["distill"]["seed"], "dev_accuracy": stage["epochs"][stage["best_epoch"] - 1]["dev_score"],
+    return {"seed": values["distill"]["seed"], "dev_accuracy": final_dev(metrics),
             "test_accuracy": metrics["student"]["accuracy"], "teacher_accuracy": metrics["teacher"]["accuracy"],
-            "members": metrics["teacher"].get("members"), "training_seconds": sum(e["seconds"] for e in stage["epochs"])}
+            "members": metrics["teacher"].get("members"), "training_seconds": epoch_seconds(metrics, "student")}
 
 
 def mean_of(rows: list[dict], key: str) -> float:

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.classification import DEFAULT, base_of, stages_for  # noqa: E402
-from benchmarks.common import RESULTS, Job, link_shared, quiet_transformers, run_jobs, run_row, write_json  # noqa: E402
+from benchmarks.common import RESULTS, Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, run_row, write_json  # noqa: E402
 
 # (embedding_init, embedding_sif): the first is today's default
 EMBEDDINGS = [("teacher_pca", None), ("teacher_output", None), ("base_output", None), ("teacher_output", 1e-3), ("base_output", 1e-3)]
@@ -167,12 +167,6 @@ def make_plan(quick: bool, workers: int | None) -> Plan:
 
 
 # ---- execute ----
-def final_dev(metrics: dict) -> float:
-    """The dev score of the student a run kept: its last stage's best epoch."""
-    stage = metrics["stages"]["student"][-1]
-    return stage["epochs"][stage["best_epoch"] - 1]["dev_score"]
-
-
 def m2v_python(work: Path) -> Path:
     """model2vec's own virtual environment (its distill extra pins an older transformers), made once."""
     folder = work.parent / "model2vec-venv"
@@ -249,7 +243,7 @@ def figures(run: StudentRun, metrics: dict) -> dict:
             "transfer_texts": metrics["data"]["transfer"] + metrics["data"].get("transfer_generated", 0) if run.transfer_texts is None
             else run.transfer_texts, "dev_accuracy": final_dev(metrics), "test_accuracy": metrics["student"]["accuracy"],
             "params": metrics["student"]["params"], "teacher_params": metrics["teacher"]["params"],
-            "training_seconds": sum(e["seconds"] for s in metrics["stages"]["student"] for e in s["epochs"]), "folder": None}
+            "training_seconds": epoch_seconds(metrics, "student"), "folder": None}
 
 
 def annotate_augmented(plan: Plan) -> dict:

@@ -13,10 +13,14 @@ the positions are saved with the cache.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterable
 
 import numpy as np
+import torch
+
+from xdistil.transfer.cache import annotate, part_fingerprint
 
 MAX_CLUSTERS = 1024
 PROJECTED = 64  # dimensions of the cheap embedding space
@@ -116,8 +120,6 @@ def first_round_count(count: int, train: int, chunk_size: int) -> int:
 def least_sure(vectors: np.ndarray, first: np.ndarray, probabilities: np.ndarray, count: int, seed: int, steps: int = 300) -> np.ndarray:
     """The `count` positions outside `first` that a linear softmax student over `vectors`, fitted to the labeler's
     `probabilities` on `first`, is least sure of (smallest top-two margin); in order."""
-    import torch
-
     rest = np.setdiff1d(np.arange(len(vectors)), first)
     if count >= len(rest) or count == 0 or len(first) == 0:
         return rest if count >= len(rest) else np.sort(np.random.default_rng(seed).choice(rest, size=count, replace=False))
@@ -141,10 +143,6 @@ def least_sure(vectors: np.ndarray, first: np.ndarray, probabilities: np.ndarray
 def label_first_round(labeler, stream, folder, spec, engine=None) -> None:
     """`uncertain`'s first round: label the train texts and the first share into the transfer cache's first chunks
     (`folder`, under the final cache's fingerprint), then choose the second round from what the labeler said."""
-    import itertools
-
-    from xdistil.transfer.cache import annotate, part_fingerprint
-
     if stream.budget is None or stream.budget_strategy != "uncertain" or stream.second is not None:
         return
     first, train = stream.first_round, len(stream.corpus.train)
