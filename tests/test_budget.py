@@ -9,6 +9,7 @@ import pytest
 
 from conftest import tiny_run_config
 from xdistil.config import TransferConfig
+from xdistil.errors import XDistilError
 from xdistil.pipeline import Run
 from xdistil.transfer.budget import budget_count, choose_diverse, choose_random, first_round_count, least_sure
 
@@ -87,3 +88,24 @@ def test_a_budget_labels_no_more_than_n_transfer_texts_and_the_student_learns_fr
     calls.clear()
     Run(config).run()
     assert calls == []  # the same budget chooses the same texts: all cached
+
+
+@pytest.mark.parametrize("strategy", ["random", "uncertain"])
+def test_a_label_file_holding_every_text_serves_a_budget_that_labels_only_part_of_them(tiny_teacher, sentiment_files, tmp_path, strategy):
+    import test_labelers
+
+    function = {"teacher__source": "function", "teacher__function": "test_labelers:keyword_labels", "teacher__outputs": "labels"}
+    made = Run(tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "all", **function, **SHORT)).execute("annotate")
+    corpus = made.data.corpus
+    texts = list(dict.fromkeys([*corpus.train.texts, *corpus.dev.texts, *corpus.test.texts, *corpus.transfer]))
+    labels = tmp_path / "labels.jsonl"
+    test_labelers._write_jsonl(labels, [{"text": t, "label": label} for t, label in zip(texts, test_labelers.keyword_labels(texts))])
+    config = tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "budget", teacher__source="file", teacher__labels=str(labels),
+                             transfer={"chunk_size": 64, "batch_size": 32, "budget": 0.25, "budget_strategy": strategy}, **SHORT)
+    budgeted = Run(config).execute()  # the file's rows for the texts the budget leaves out are the run's texts, not foreign ones
+    assert len(budgeted.annotation.caches["transfer"]) == len(corpus.train) + 75
+    with open(labels, "a", encoding="utf-8") as handle:  # a text from outside the run is still refused, in one line
+        handle.write(json.dumps({"text": "a text no split holds", "label": "pos"}) + "\n")
+    with pytest.raises(XDistilError, match="1 row\\(s\\) label texts that are not in the run's data"):
+        Run(tiny_run_config(tiny_teacher, sentiment_files, tmp_path / "foreign", teacher__source="file", teacher__labels=str(labels),
+                            transfer={"chunk_size": 64, "batch_size": 32, "budget": 0.25, "budget_strategy": strategy}, **SHORT)).execute("annotate")

@@ -141,7 +141,7 @@ class Run:
         """The labeler's outputs (the teacher's, by default) on every part of the transfer stream, chunk by chunk in the run folder's cache."""
         started, config = time.perf_counter(), self.config
         enter_step("annotation")
-        labeler, spec = run_labeler(config, teacher, tokenizer, self.task, data.corpus.label_names, self.folder.teacher, stream.parts())
+        labeler, spec = run_labeler(config, teacher, tokenizer, self.task, data.corpus.label_names, self.folder.teacher, stream)
         engine = annotation_engine(config.transfer)
         label_first_round(labeler, stream, self.folder.cache / "transfer", spec, engine)  # an uncertain budget's first round
         annotation = annotate_parts(labeler, stream.parts(), self.folder.cache, spec, self.task.long_text, changed=self._why(ANNOTATION_KEYS),

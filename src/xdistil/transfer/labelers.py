@@ -237,12 +237,13 @@ class FileLabeler:
         advance(len(texts))
         return _token_chunk(self.tokenizer, self.encode, texts, spec, np.stack([self.logits[t] for t in texts]))
 
-    def check_covers(self, texts: Iterable[str]) -> None:
-        """Every text to label is in the file, and every row of the file is used: one clear error otherwise (before
-        anything is labeled, so a resumed run is checked too)."""
+    def check_covers(self, texts: Iterable[str], known: Iterable[str] | None = None) -> None:
+        """Every text to label is in the file, and every row of the file is one of the run's texts (`known`; default
+        `texts`): one clear error otherwise (before anything is labeled, so a resumed run is checked too)."""
         wanted = set(texts)
         self._refuse_missing(wanted)
-        extra = [t for t in self.logits if t not in wanted]
+        known_texts = wanted if known is None else wanted | set(known)
+        extra = [t for t in self.logits if t not in known_texts]
         if extra:
             raise XDistilError(f"{self.path}: {len(extra)} row(s) label texts that are not in the run's data "
                                f"(first: line {self.rows[extra[0]][0]}, {extra[0]!r})")
@@ -367,10 +368,10 @@ def import_function(path: str) -> Callable:
     return found
 
 
-def run_labeler(config, teacher, tokenizer, task, label_names: Sequence[str], folder: Path,
-                parts: dict[str, tuple[Iterable, int, str]]) -> tuple[Labeler, AnnotationSpec]:
+def run_labeler(config, teacher, tokenizer, task, label_names: Sequence[str], folder: Path, stream) -> tuple[Labeler, AnnotationSpec]:
     """The labeler a run config names (`teacher.source`) and the spec of the caches it fills. A file labeler is
-    checked against every text of `parts` first (the train, transfer, dev and test texts)."""
+    checked against the run's texts first (`stream`, a TransferStream): it must hold every text surely labeled, and
+    no text outside the run (a labeling budget's choice is checked as it is labeled)."""
     from xdistil.teacher.inference import resolve_layer
     from xdistil.teacher.models import resolve_pooling
 
@@ -385,7 +386,7 @@ def run_labeler(config, teacher, tokenizer, task, label_names: Sequence[str], fo
             log(f"teachers: an ensemble of {len(teacher.members) + 1}, combined by the mean of their {settings.combine}")
     elif settings.source == "file":
         labeler = FileLabeler(settings.labels, list(label_names), tokenizer, task.description.encode)
-        labeler.check_covers(item for texts, _, _ in parts.values() for item in texts)
+        labeler.check_covers(stream.needed_texts(), stream.known_texts())
         layer = pooling = None
     else:
         labeler = FunctionLabeler(import_function(settings.function), f"{settings.function} v{settings.version}", list(label_names),

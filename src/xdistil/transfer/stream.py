@@ -75,6 +75,17 @@ class TransferStream:
         rounds = (self.first_round, self.second) if self.budget_strategy == "uncertain" else (self.selection,)
         return itertools.chain.from_iterable(self.at(positions) for positions in rounds)
 
+    def known_texts(self) -> Iterator[str]:
+        """Every text of the run: train, dev, test and the whole transfer pool (what a label file may hold)."""
+        corpus = self.corpus
+        return itertools.chain(corpus.train.texts, corpus.dev.texts, corpus.test.texts, self.pool())
+
+    def needed_texts(self) -> Iterator[str]:
+        """The texts surely labeled: all of them, or without the transfer pool when a budget chooses from it."""
+        corpus = self.corpus
+        fixed = itertools.chain(corpus.train.texts, corpus.dev.texts, corpus.test.texts)
+        return fixed if self.budget is not None else itertools.chain(fixed, self.pool())
+
     def at(self, positions) -> Iterator[str]:
         """The pool's texts at sorted `positions`, in pool order (the pool regenerated)."""
         keep = set(positions.tolist())
