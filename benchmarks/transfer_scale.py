@@ -44,9 +44,12 @@ MODES = {
              "shapes": ["hidden 256", "2 layers"], "batch_sizes": [1, 32], "repeats": 10, "workers": 2,
              # the 3-layer transformer student (all-MiniLM-L6-v2 cut to 3 layers) on the first 45k transfer texts, one soft epoch
              # (as many updates as classification.py's 3 epochs over the 15k real texts), then its gold stage
-             "transformer": {"layers": 3, "limit": 45_000, "soft_epochs": 1}},
+             "transformer": {"layers": 3, "limit": 45_000, "soft_epochs": 1},
+             # the pooled student (mean + max of its word-piece vectors): two widths on dev at the largest set, then 3 seeds
+             "pooled": {"emb_dims": [128, 192], "epochs": 6}},
     "quick": {"classification": "quick", "factor": 2, "curve": [], "curve_epochs": 1, "stage_epochs": 1, "chosen_seeds": [1],
-              "shapes": ["hidden 256"], "batch_sizes": [1, 32], "repeats": 5, "workers": 2, "transformer": None},
+              "shapes": ["hidden 256"], "batch_sizes": [1, 32], "repeats": 5, "workers": 2, "transformer": None,
+              "pooled": {"emb_dims": [128], "epochs": 1}},
 }
 # the BiLSTM's shape, searched on dev at the largest transfer set: today's (emb_dim 128, hidden 128, one layer) against a
 # wider and a deeper one, each within the 26x parameter bound (all-mpnet-base-v2: 109.5M / 26 = 4.2M; hidden 256 is
@@ -147,9 +150,23 @@ class Plan:
         return StudentRun(name, "minilm-l6", None, 1, values, self.augmented, self.work / "transformer" / f"{point['layers']}L-{point['limit']}",
                           point["limit"], shape=name)
 
+    def pooled(self, chosen: tuple[str, float | None], emb_dim: int, seed: int) -> StudentRun:
+        """The pooled student on the whole augmented set with the chosen embeddings, soft-only (`pooled.epochs`)."""
+        point = self.mode["pooled"]
+        values = student_values(self.augmented_values, "soft only", *chosen, seed, point["epochs"])
+        # the BiLSTM rows' distill settings kept (batch size, learning rate): the family sets no defaults of its own
+        values["student"] = {"arch": "pooled", "min_count": values["student"]["min_count"], "emb_dim": emb_dim,
+                             "embedding_init": chosen[0], "embedding_sif": chosen[1]}
+        shape = pooled_shape(emb_dim)
+        return StudentRun("soft only", *chosen, seed, values, self.augmented, self.work / "pooled" / f"emb{emb_dim}-seed{seed}", shape=shape)
+
     def seeds(self, chosen: tuple[str, float | None], shape: str) -> list[StudentRun]:
         """The chosen point's further seeds (its first is among `distilled`)."""
         return [self.largest(chosen, shape, seed) for seed in self.mode["chosen_seeds"][1:]]
+
+
+def pooled_shape(emb_dim: int) -> str:
+    return f"pooled, emb_dim {emb_dim}"
 
 
 def make_plan(quick: bool, workers: int | None) -> Plan:
@@ -233,6 +250,8 @@ class Measured:
     distilled: list[dict] = field(default_factory=list)
     shape: str = TODAY  # the BiLSTM shape chosen on dev at the largest transfer set
     transformer: list[dict] = field(default_factory=list)  # the transformer student's point (classification.py has it at 15k)
+    pooled: list[dict] = field(default_factory=list)  # the pooled student's widths (seed 1), then the chosen width's other seeds
+    pooled_shape: str | None = None
     augmentation: dict = field(default_factory=dict)
     peers: dict = field(default_factory=dict)
     systems: list[dict] = field(default_factory=list)  # accuracy, size and latency from raw text, all timed here
@@ -288,6 +307,17 @@ def execute(plan: Plan, base, with_peers: bool) -> Measured:
     seeds = plan.seeds(measured.chosen, measured.shape)
     run_jobs([r.job() for r in seeds], [], mode["workers"])
     measured.distilled += [distilled_row(run) for run in seeds]
+    if mode.get("pooled"):
+        widths = [plan.pooled(measured.chosen, dim, 1) for dim in mode["pooled"]["emb_dims"]]
+        run_jobs([r.job() for r in widths], [], mode["workers"])
+        measured.pooled = [distilled_row(run) for run in widths]
+        fit = [r for r in measured.pooled if r["teacher_params"] / r["params"] >= MIN_COMPRESSION]
+        measured.pooled_shape = max(fit, key=lambda r: r["dev_accuracy"])["shape"]
+        log(f"pooled width chosen on dev: {measured.pooled_shape}")
+        dim = int(measured.pooled_shape.rsplit(" ", 1)[1])
+        more = [plan.pooled(measured.chosen, dim, seed) for seed in mode["chosen_seeds"][1:]]
+        run_jobs([r.job() for r in more], [], mode["workers"])
+        measured.pooled += [distilled_row(run) for run in more]
     transformer = plan.transformer()
     if transformer is not None:  # alone, with every core (the 3-layer encoder pays for two threads)
         measured.transformer = [distilled_row(transformer)]
@@ -325,6 +355,10 @@ def system_name(row: dict) -> str:
     return f"BiLSTM distilled ({row['kind']}){shape}, {row['embeddings']}, {row['transfer_texts']:,} transfer texts"
 
 
+def pooled_system(row: dict) -> str:
+    return f"{row['shape'].capitalize()} distilled ({row['kind']}), {row['embeddings']}, {row['transfer_texts']:,} transfer texts"
+
+
 def measure_systems(plan: Plan, base, measured: Measured) -> list[dict]:
     """Accuracy, size on disk and latency from raw text of the teacher, the students (PyTorch and ONNX int8) and the peers,
     every one timed in this process on the same test texts."""
@@ -359,6 +393,7 @@ def measure_systems(plan: Plan, base, measured: Measured) -> list[dict]:
     picks.update({system_name(r): r for r in measured.distilled
                   if r["seed"] == 1 and (r["transfer_texts"] == real or (r["transfer_texts"] == largest and (r["init"], r["sif"]) == measured.chosen))})
     picks.update({f"{r['kind']} distilled, {r['transfer_texts']:,} transfer texts": r for r in measured.transformer})
+    picks.update({pooled_system(r): r for r in measured.pooled if r["seed"] == 1 and r["shape"] == measured.pooled_shape})
     for name, row in picks.items():
         student = Path(row["folder"]) / "student"
         systems.append(timed(load_student(student), name, "pytorch", student, row["params"]))
@@ -418,17 +453,30 @@ def goals(result: dict) -> list[dict]:
 
 
 def frontier_goal(result: dict) -> dict:
-    """Our most accurate student on the frontier, against the peers: more accurate than both, and its batch-32 latency."""
+    """Our students on the frontier against each peer: at the peer's batch-32 latency or faster, one of ours is more
+    accurate (the frontier holds above both peers where they run, not only at our slowest, most accurate point)."""
     on = set(result["frontier"])
     ours = [s for s in result["systems"] if s["system"] != "teacher" and s["format"] != "model2vec" and f"{s['system']} ({s['format']})" in on]
     peers = [s for s in result["systems"] if s["format"] == "model2vec"]
     best = max(ours, key=lambda s: s["accuracy"])
-    diff = 100 * (best["accuracy"] - max(p["accuracy"] for p in peers))
-    fastest_peer = min(p["latency_ms"]["batch_32"] for p in peers)
-    latency = ", ".join(f"{p['system']} {p['latency_ms']['batch_32']:.1f} ms" for p in peers)
-    return {"goal": "the best student keeps its place on the frontier above both peers at equal or better latency (batch 32)",
-            "measured": f"{best['system']} ({best['format']}): {diff:+.1f} points over the better peer; batch 32 {best['latency_ms']['batch_32']:.1f} ms "
-                        f"against {latency}", "by": diff, "met": diff > 0 and best["latency_ms"]["batch_32"] <= fastest_peer}
+    margins, parts = [], []
+    for peer in peers:
+        budget = peer["latency_ms"]["batch_32"]
+        fast = [s for s in ours if s["latency_ms"]["batch_32"] <= budget]
+        if not fast:
+            margins.append(float("-inf"))
+            parts.append(f"no student of ours at or under {peer['system']}'s {budget:.1f} ms")
+            continue
+        pick = max(fast, key=lambda s: s["accuracy"])
+        margins.append(100 * (pick["accuracy"] - peer["accuracy"]))
+        parts.append(f"at or under {peer['system']}'s {budget:.1f} ms: {pick['system']} ({pick['format']}, "
+                     f"{pick['latency_ms']['batch_32']:.1f} ms) {margins[-1]:+.1f} points")
+    by = min(margins)
+    return {"goal": "our students keep their place on the frontier above both peers at equal or better latency (batch 32)",
+            "measured": "; ".join(parts) + f". Most accurate on the frontier: {best['system']} ({best['format']}), "
+                                           f"{100 * (best['accuracy'] - max(p['accuracy'] for p in peers)):+.1f} points over the better peer "
+                                           f"at {best['latency_ms']['batch_32']:.1f} ms",
+            "by": by if by != float("-inf") else None, "met": bool(margins) and by > 0}
 
 
 def markdown(result: dict) -> str:
@@ -450,6 +498,14 @@ def markdown(result: dict) -> str:
         point = [r["test_accuracy"] for r in chosen_point(result)]
         lines += ["", f"Shape chosen on dev at the largest transfer set ({result['shape_bound'].split(',')[0]}): **{result['chosen_shape']}** "
                       f"(today: emb_dim 128, hidden 128, one layer). Its test accuracy over {len(point)} seed(s): "
+                      f"{', '.join(pct(a) for a in point)}; mean **{pct(sum(point) / len(point))}**."]
+    if result.get("pooled"):
+        lines += ["", "## Pooled student (mean + max of its word-piece vectors; soft only, whole augmented set)", "",
+                  "| width | seed | parameters | dev (%) | test (%) | training (s, one thread) |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['shape']} | {r['seed']} | {r['params']:,} | {pct(r['dev_accuracy'])} | {pct(r['test_accuracy'])} | "
+                  f"{r['training_seconds']:.0f} |" for r in result["pooled"]]
+        point = [r["test_accuracy"] for r in result["pooled"] if r["shape"] == result["pooled_shape"]]
+        lines += ["", f"Width chosen on dev: **{result['pooled_shape']}**; test over {len(point)} seed(s): "
                       f"{', '.join(pct(a) for a in point)}; mean **{pct(sum(point) / len(point))}**."]
     for r in result.get("transformer", []):
         lines += ["", f"Transformer student ({r['kind']}, all-MiniLM-L6-v2 cut to its layers; one soft epoch over the first "
@@ -500,12 +556,16 @@ def plot_curve(result: dict, path: Path) -> None:
         ax.axhline(100 * peer["test_accuracy"], linestyle=style, color="C2", label=peer["peer"])
     teacher = next(s for s in result["systems"] if s["system"] == "teacher")
     ax.axhline(100 * teacher["accuracy"], color="black", label="teacher")
+    pooled = [100 * r["test_accuracy"] for r in result.get("pooled", []) if r["shape"] == result.get("pooled_shape")]
+    if pooled:
+        ax.errorbar([max(r["transfer_texts"] for r in result["pooled"])], [statistics.mean(pooled)], yerr=[statistics.pstdev(pooled)], fmt="v",
+                    color="C1", capsize=4, label=f"{result['pooled_shape']}, mean of {len(pooled)} seed(s)")
     for r in result.get("transformer", []):
         ax.plot([r["transfer_texts"]], [100 * r["test_accuracy"]], "^", color="C4", markersize=9, label=f"{r['kind']} student")
     ax.axhline(82.0, color="C3", linestyle="--", linewidth=0.8, label="goal: 82%")
     ax.set_xscale("log")
     ax.set_xlabel("transfer texts (real, then augmented)")
-    ax.set_ylabel("BiLSTM test accuracy (%)")
+    ax.set_ylabel("student test accuracy (%)")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -521,7 +581,7 @@ def report(plan: Plan, base, measured: Measured, command: str, started: float) -
         "mode": plan.name, "command": command, "teacher": plan.values["teacher"]["model"].rsplit("/", 1)[-1],
         "data": base.data.corpus.sizes(), "embedding_search": measured.search, "chosen_embeddings": variant_name(*measured.chosen),
         "augmentation": measured.augmentation, "distilled": measured.distilled, "chosen_shape": measured.shape,
-        "transformer": measured.transformer,
+        "transformer": measured.transformer, "pooled": measured.pooled, "pooled_shape": measured.pooled_shape,
         "shape_bound": f"shapes within {MIN_COMPRESSION:g}x fewer parameters than the teacher, chosen on dev at the largest transfer set",
         "peers": peer_rows(measured, base),
         "peer_environment": f"model2vec ran in its own virtual environment ({', '.join(M2V_REQUIREMENTS)}); its classifier was loaded "

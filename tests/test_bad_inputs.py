@@ -182,3 +182,8 @@ def test_augmentation_is_refused_for_tagging(tmp_path):
 def test_an_uncertain_budget_is_refused_for_tagging(tmp_path):
     result = xdistil("finetune", str(BAD / "tagging_uncertain.yaml"))
     assert_one_line_error(result, "tagging_uncertain.yaml", "uncertain weighs one label per text")
+
+
+def test_a_pooled_student_is_refused_for_tagging(tmp_path):
+    result = xdistil("finetune", str(BAD / "tagging_pooled.yaml"))
+    assert_one_line_error(result, "tagging_pooled.yaml", "student.arch pooled classifies whole texts")

@@ -41,6 +41,9 @@ def test_the_transfer_scale_results_give_their_goals_choice_and_table_again():
     point = chosen_point(result)
     assert len(point) == result["seeds_at_chosen_point"] and {r["seed"] for r in point} == set(range(1, len(point) + 1))
     assert all(r["teacher_params"] / r["params"] >= 26 for r in point)
+    first = [r for r in result["pooled"] if r["seed"] == 1 and r["teacher_params"] / r["params"] >= 26]
+    assert max(first, key=lambda r: r["dev_accuracy"])["shape"] == result["pooled_shape"]  # the pooled width, on dev too
+    assert {r["seed"] for r in result["pooled"] if r["shape"] == result["pooled_shape"]} == set(range(1, len(point) + 1))
     table = scale_markdown(result)
     assert all(f"| {s['system']} | {s['format']} |" in table for s in result["systems"])
     from xdistil.sweep import Row as SweepRow, frontier as sweep_frontier

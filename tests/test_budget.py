@@ -12,6 +12,7 @@ from xdistil.config import TransferConfig
 from xdistil.errors import XDistilError
 from xdistil.pipeline import Run
 from xdistil.transfer.budget import budget_count, choose_diverse, choose_random, first_round_count, least_sure
+from xdistil.transfer.cache import MANIFEST
 
 SHORT = {"distill__stages": [{"name": "soft", "losses": {"soft": 1.0}, "epochs": 2}, {"name": "gold", "losses": {"gold": 1.0}, "data": "labeled", "epochs": 1}],
          "evaluation": {"baseline": False, "latency_batch_sizes": [1], "latency_repeats": 2}}
@@ -85,9 +86,12 @@ def test_a_budget_labels_no_more_than_n_transfer_texts_and_the_student_learns_fr
     assert sorted(labeled) == sorted(transfer[i] for i in saved["positions"])
     assert made.metrics["data"]["transfer_labeled"] == 75
     assert "a labeling budget labeled 75 of the 300" in (tmp_path / "run" / "report.md").read_text()
+    manifest = made.annotation.caches["transfer"].folder / MANIFEST
+    written = manifest.stat().st_mtime_ns
     calls.clear()
     Run(config).run()
     assert calls == []  # the same budget chooses the same texts: all cached
+    assert manifest.stat().st_mtime_ns == written  # a finished cache is read, not rewritten (uncertain's first round included)
 
 
 @pytest.mark.parametrize("strategy", ["random", "uncertain"])

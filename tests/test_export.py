@@ -35,6 +35,8 @@ def students(tiny_teacher, other_encoder, sentiment_files, tagging_files, tmp_pa
     transformer = {"arch": "transformer", "encoder": str(other_encoder), "layers": 2}
     made = {}
     made["bilstm classification"] = _run(tiny_run_config(tiny_teacher, sentiment_files, root / "bc", **QUICK))
+    made["pooled classification"] = _run(tiny_run_config(tiny_teacher, sentiment_files, root / "pc", student={"arch": "pooled", "emb_dim": 8},
+                                                          **QUICK))
     made["bilstm tagging"] = _run(tiny_run_config(tiny_teacher, tagging_files, root / "bt", task="tagging",
                                                   student={"emb_dim": 8, "hidden": 8, "layers": 2}, **QUICK))
     for task, files in (("classification", sentiment_files), ("tagging", tagging_files)):
@@ -45,7 +47,7 @@ def students(tiny_teacher, other_encoder, sentiment_files, tagging_files, tmp_pa
     return made
 
 
-@pytest.mark.parametrize("kind", ["bilstm classification", "bilstm tagging", "transformer classification", "transformer tagging"])
+@pytest.mark.parametrize("kind", ["bilstm classification", "pooled classification", "bilstm tagging", "transformer classification", "transformer tagging"])
 def test_onnx_export_reproduces_the_student(students, kind, tmp_path):
     folder = export_onnx(students[kind].parent, tmp_path / "onnx")  # a run folder works as well as its student/
     torch_student, onnx_student = load_student(students[kind]), OnnxStudent(folder)

@@ -12,6 +12,7 @@ from xdistil.pipeline import Run
 from xdistil.student import embeddings as embeddings_module
 from xdistil.student.base import StudentContext
 from xdistil.student.bilstm import BiLSTMSettings, BiLSTMStudent
+from xdistil.student.pooled import PooledSettings, PooledStudent
 from xdistil.student.embeddings import EmbeddingSource, pca_compress, piece_vectors, sif_weights
 from xdistil.student.vocab import PrunedVocab
 from xdistil.teacher.store import Teacher
@@ -70,6 +71,18 @@ def test_bilstm_tables_from_output_vectors_and_sif_weights(parts, tiny_teacher, 
     assert torch.allclose(table(embedding_init="teacher_output", embedding_sif=1e-2), weighted / weighted.std())
     input_table = teacher.get_input_embeddings().weight.detach()[torch.as_tensor(vocab.teacher_ids)]
     assert torch.allclose(table(), pca_compress(input_table, 4))  # the default: the input table, as before
+
+
+def test_the_pooled_student_starts_from_the_same_tables(parts, tiny_teacher, tmp_path):
+    tokenizer, teacher, vocab = parts
+    source = EmbeddingSource.of(Teacher(teacher, "fp"), tokenizer, str(tiny_teacher), tmp_path / "vectors")
+    context = StudentContext(vocab, 2, False, teacher, source)
+    settings = PooledSettings(emb_dim=4, embedding_init="teacher_output", embedding_sif=1e-2)
+    pooled = PooledStudent.build(settings, context).embedding.weight.detach()
+    bilstm = BiLSTMStudent.build(BiLSTMSettings(emb_dim=4, hidden=4, embedding_init="teacher_output", embedding_sif=1e-2), context)
+    assert torch.allclose(pooled, bilstm.embedding.weight.detach())
+    with pytest.raises(ValueError, match="whole texts"):
+        PooledStudent.build(settings, StudentContext(vocab, 2, True, teacher, source))
 
 
 def test_a_run_with_output_vector_embeddings_keeps_them_beside_the_teacher(tiny_teacher, sentiment_files, tmp_path):

@@ -1,4 +1,4 @@
-"""Vocabulary pruning, PCA embeddings and the BiLSTM's padding handling."""
+"""Vocabulary pruning, PCA embeddings and the BiLSTM's and pooled student's padding handling."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from xdistil.student.bilstm import BiLSTMConfig, BiLSTMStudent
 from xdistil.student.embeddings import pca_compress
 from xdistil.student.inputs import batch_inputs
+from xdistil.student.pooled import PooledConfig, PooledStudent
 from xdistil.student.vocab import PrunedVocab
 
 SPECIALS = [0, 100, 101, 102, 103]  # pad, unk, cls, sep, mask as in BERT's vocabulary
@@ -62,3 +63,23 @@ def test_padding_does_not_change_a_prediction():
         b = model(padded)
     assert torch.allclose(a.logits[0], b.logits[0], atol=1e-6)
     assert b.representation.shape == (2, 7)
+
+
+def test_the_pooled_student_reads_the_mean_and_max_of_the_real_pieces_only():
+    torch.manual_seed(0)
+    model = PooledStudent(PooledConfig(vocab_size=20, num_labels=3, emb_dim=4, dense_dim=5, dropout=0.0)).eval()
+    alone = batch_inputs([torch.tensor([3, 4, 5]).numpy()], pad_id=0)
+    padded = batch_inputs([torch.tensor([3, 4, 5]).numpy(), torch.tensor(range(1, 12)).numpy()], pad_id=0)
+    with torch.no_grad():
+        a, b = model(alone), model(padded)
+        rows = model.embedding.weight[torch.tensor([3, 4, 5])]
+        expected = model.dense(torch.cat([rows.mean(0), rows.max(0).values]))
+    assert torch.allclose(a.logits[0], b.logits[0], atol=1e-6)
+    assert torch.allclose(b.representation[0], expected, atol=1e-6)
+    assert sorted(model.layer_groups()) == ["dense", "embedding", "output"]
+
+
+def test_a_pooled_student_with_one_pooling_is_narrower():
+    mean = PooledStudent(PooledConfig(vocab_size=20, num_labels=2, emb_dim=4, pooling="mean", dense_dim=5))
+    both = PooledStudent(PooledConfig(vocab_size=20, num_labels=2, emb_dim=4, dense_dim=5))
+    assert mean.dense.in_features == 4 and both.dense.in_features == 8

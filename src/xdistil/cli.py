@@ -100,7 +100,7 @@ def run(
     out: Annotated[Optional[Path], typer.Option(help="run folder")] = None,
     seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
     student: Annotated[
-        Optional[str], typer.Option(help="student family: bilstm (default) or transformer; another family than the config's takes its own schedule")
+        Optional[str], typer.Option(help="student family: bilstm (default), pooled (fastest, texts only) or transformer; another family than the config's takes its own schedule")
     ] = None,
     student_layers: Annotated[Optional[int], typer.Option(help="transformer student: how many encoder layers to keep")] = None,
     student_encoder: Annotated[

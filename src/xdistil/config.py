@@ -399,6 +399,8 @@ class RunConfig(_Strict):
             raise ValueError(f"transfer.augment is for classification; set transfer.augment.factor: 0 for {task.name}")
         if not task.pooled and any("layers" in stage.losses for stage in self.distill.stages):
             raise ValueError("the 'layers' loss matches pooled text vectors: it is for classification")
+        if task.per_word and self.student.texts_only:
+            raise ValueError(f"student.arch {self.student.arch} classifies whole texts; for {task.name} use bilstm or transformer")
         if task.per_word and self.transfer.budget is not None and self.transfer.budget_strategy == "uncertain":
             raise ValueError(f"transfer.budget_strategy uncertain weighs one label per text; for {task.name} use random or diverse")
         if self.teacher.external:

@@ -17,30 +17,22 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from xdistil.student.base import Student, StudentContext, StudentOutput
-from xdistil.student.embeddings import pca_compress, sif_weights
+from xdistil.student.embeddings import initial_table
 from xdistil.student.inputs import length_mask, tensor_batch
 from xdistil.student.registry import register
-from xdistil.student.settings import StudentSettings
+from xdistil.student.settings import TableSettings
 
 GROUPS = ("output", "dense", "encoder", "embedding")
 
 
-class BiLSTMSettings(StudentSettings):
+class BiLSTMSettings(TableSettings):
     """The BiLSTM's sizes; dense_dim defaults to the teacher's width."""
 
     arch: Literal["bilstm"] = "bilstm"
-    emb_dim: int = Field(128, ge=2)
     hidden: int = Field(128, ge=2)
     layers: int = Field(1, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
     dense_dim: int | None = None
-    embedding_init: Literal["teacher_pca", "teacher_output", "base_output", "random"] = Field(
-        "teacher_pca", description="first embedding table: PCA of the teacher's input table (teacher_pca), of each piece's output "
-        "vector from the fine-tuned teacher (teacher_output) or from the encoder before fine-tuning (base_output), or random"
-    )
-    embedding_sif: float | None = Field(
-        None, gt=0, lt=1, description="scale each row by a / (a + frequency of the piece in the transfer set) (SIF weighting); none: off"
-    )
 
     def layer_groups(self) -> tuple[str, ...]:
         return GROUPS
@@ -155,23 +147,6 @@ class BiLSTMStudent(Student):
         batch, the backward one on each sequence reversed within its own length, which gives exactly
         the packed BiLSTM's outputs at every real position (padding never enters a real position's state)."""
         return _UnpackedBiLSTM(self)
-
-
-def initial_table(settings: BiLSTMSettings, context: StudentContext) -> torch.Tensor:
-    """The student's first embedding table (vocabulary x emb_dim), at unit overall scale."""
-    source = context.embedding_source()
-    ids = context.vocab.teacher_ids
-    if settings.embedding_init == "teacher_pca":
-        table = source.input_table(ids)
-    else:
-        table = source.output_vectors(ids, "teacher" if settings.embedding_init == "teacher_output" else "base")
-    table = pca_compress(table, settings.emb_dim)
-    if settings.embedding_sif is not None:
-        if context.vocab.counts is None:
-            raise ValueError("student.embedding_sif needs the vocabulary's piece counts")
-        table = table * sif_weights(context.vocab.counts, settings.embedding_sif)[:, None]
-        table = table / table.std().clamp(min=1e-12)  # back to unit overall scale: only the rows' relative sizes change
-    return table
 
 
 def _reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import importlib
 
 from xdistil.student.base import Student
 
-BUILTIN_MODULES = ("xdistil.student.bilstm", "xdistil.student.transformer")
+BUILTIN_MODULES = ("xdistil.student.bilstm", "xdistil.student.pooled", "xdistil.student.transformer")
 DEFAULT_ARCH = "bilstm"
 
 _FAMILIES: dict[str, type[Student]] = {}

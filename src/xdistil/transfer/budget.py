@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from xdistil.transfer.cache import annotate, part_fingerprint
+from xdistil.transfer.cache import MANIFEST, TransferCache, annotate, part_fingerprint
 
 MAX_CLUSTERS = 1024
 PROJECTED = 64  # dimensions of the cheap embedding space
@@ -140,6 +140,19 @@ def least_sure(vectors: np.ndarray, first: np.ndarray, probabilities: np.ndarray
     return np.sort(rest[np.argsort(margin, kind="stable")[:count]])
 
 
+def finished_first_round(folder, fingerprint: str, rows: int) -> TransferCache | None:
+    """The final cache when it already holds the first round's rows (a re-run of a finished or resumed run): read from it,
+    so neither the labeler nor the manifest is touched again. None when the first round still has chunks to label."""
+    cache = TransferCache(folder)
+    if not (cache.folder / MANIFEST).is_file():
+        return None
+    manifest = cache.manifest
+    if manifest.get("fingerprint") != fingerprint or manifest["n"] < rows:
+        return None
+    chunks = -(-rows // manifest["chunk_size"])
+    return cache if all(cache.read_chunk(i) is not None for i in range(chunks)) else None
+
+
 def label_first_round(labeler, stream, folder, spec, engine=None) -> None:
     """`uncertain`'s first round: label the train texts and the first share into the transfer cache's first chunks
     (`folder`, under the final cache's fingerprint), then choose the second round from what the labeler said."""
@@ -149,7 +162,10 @@ def label_first_round(labeler, stream, folder, spec, engine=None) -> None:
     count = budget_count(stream.budget, stream.pool_size)
     texts = itertools.chain(stream.corpus.train.texts, stream.unlabeled(stream.at(first)))
     fingerprint = part_fingerprint(labeler, spec, stream.count_and_fingerprint[1])
-    cache = annotate(labeler, texts, train + len(first), folder, spec, fingerprint, "teacher labels transfer (first round)", engine=engine)
-    logits = cache.load().logits[train:]
+    rows = train + len(first)
+    cache = finished_first_round(folder, fingerprint, rows)
+    if cache is None:
+        cache = annotate(labeler, texts, rows, folder, spec, fingerprint, "teacher labels transfer (first round)", engine=engine)
+    logits = cache.load(rows).logits[train:]
     probabilities = np.exp(logits - logits.max(1, keepdims=True))
     stream.second = least_sure(stream.vectors, first, probabilities / probabilities.sum(1, keepdims=True), count - len(first), stream.seed)
