@@ -265,12 +265,18 @@ def figures(run: StudentRun, metrics: dict) -> dict:
             "training_seconds": epoch_seconds(metrics, "student"), "folder": None}
 
 
-def annotate_augmented(plan: Plan) -> dict:
-    """The augmented transfer set annotated (or found done) in this process alone: its counts and its cost. The speed is
-    the median interval between consecutive chunk files (each `chunk_size` texts), so a stopped and resumed annotation
-    is timed by its steady pace, not by the pause."""
+def texts_per_second(cache) -> float:
+    """A cache's annotation pace: chunk size over the median interval between consecutive chunk files, so a stopped and
+    resumed annotation is timed by its steady pace, not by the pause."""
     import statistics
 
+    stamps = sorted(cache.chunk_path(i).stat().st_mtime for i in range(cache.num_chunks()))
+    return cache.manifest["chunk_size"] / statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+
+
+def annotate_augmented(plan: Plan, base) -> dict:
+    """The augmented transfer set annotated (or found done) in this process alone: its counts and its cost, and the pace of
+    the base run's fp32 annotation of the real texts beside it."""
     from xdistil.config import build_config
     from xdistil.pipeline import Run
 
@@ -278,12 +284,17 @@ def annotate_augmented(plan: Plan) -> dict:
     link_shared(plan.base, plan.augmented, ("teacher",))
     made = Run(build_config({**plan.augmented_values, "out": str(plan.augmented)}, "augmented")).execute("annotate")
     cache = made.annotation.caches["transfer"]
-    stamps = sorted(cache.chunk_path(i).stat().st_mtime for i in range(cache.num_chunks()))
-    per_chunk = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
-    texts_per_s = cache.manifest["chunk_size"] / per_chunk
+    pace = texts_per_second(cache)
+    real = base.annotation.caches["transfer"]
     return {"factor": plan.mode["factor"], "replace": "neighbours", **made.transfer.sizes(), "texts": len(cache),
-            "precision": cache.manifest.get("precision", "fp32"), "texts_per_s": texts_per_s, "seconds": len(cache) / texts_per_s,
-            "threads": 2}
+            "precision": cache.manifest.get("precision", "fp32"), "texts_per_s": pace, "seconds": len(cache) / pace,
+            "threads": 2, "real_precision": real.manifest.get("precision", "fp32"), "real_texts_per_s": texts_per_second(real)}
+
+
+def annotation_minutes(result: dict, texts: int) -> float:
+    """What labeling a point's transfer texts cost: the real set alone at the base run's pace, more at the augmented set's."""
+    a = result["augmentation"]
+    return texts / (a["real_texts_per_s"] if texts <= a["real"] else a["texts_per_s"]) / 60
 
 
 def execute(plan: Plan, base, with_peers: bool) -> Measured:
@@ -298,7 +309,7 @@ def execute(plan: Plan, base, with_peers: bool) -> Measured:
     best = max(measured.search, key=lambda r: r["dev_accuracy"])
     measured.chosen = (best["init"], best["sif"])
     log(f"chosen on dev: {best['embeddings']}")
-    measured.augmentation = annotate_augmented(plan)
+    measured.augmentation = annotate_augmented(plan, base)
     distilled = plan.distilled(measured.chosen)
     run_jobs([r.job() for r in distilled], [], mode["workers"])
     measured.distilled = [distilled_row(run) for run in distilled]
@@ -490,9 +501,12 @@ def markdown(result: dict) -> str:
     lines += ["", f"Chosen: **{result['chosen_embeddings']}**.", "", "## Augmented transfer set", "",
               f"Factor {a['factor']} ({a['replace']} replacement): {a['real']:,} real and {a['generated']:,} generated texts, annotated "
               f"by the {a['precision'].split(':')[0]} teacher in {a['seconds'] / 60:.1f} min ({a['texts_per_s']:.1f} texts/s, 2 threads).", "",
-              "## Distilled BiLSTM", "", "| schedule | embeddings | shape | seed | transfer texts | parameters | dev (%) | test (%) | training (s, one thread) |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['kind']} | {r['embeddings']} | {r.get('shape', TODAY)} | {r['seed']} | {r['transfer_texts']:,} | {r['params']:,} | "
+              f"The real texts alone were labeled by the base run's {a['real_precision'].split(':')[0]} teacher at {a['real_texts_per_s']:.1f} "
+              "texts/s. Annotation (min) below: what labeling each point's transfer texts cost at those paces.", "",
+              "## Distilled BiLSTM", "", "| schedule | embeddings | shape | seed | transfer texts | annotation (min) | parameters | dev (%) | test (%) | "
+              "training (s, one thread) |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['kind']} | {r['embeddings']} | {r.get('shape', TODAY)} | {r['seed']} | {r['transfer_texts']:,} | "
+              f"{annotation_minutes(result, r['transfer_texts']):.1f} | {r['params']:,} | "
               f"{pct(r['dev_accuracy'])} | {pct(r['test_accuracy'])} | {r['training_seconds']:.0f} |" for r in result["distilled"]]
     if "chosen_shape" in result:
         point = [r["test_accuracy"] for r in chosen_point(result)]
