@@ -92,7 +92,7 @@ class BagStudent(Student):
         return StudentOutput(self.output(torch.tanh(representation)), representation)
 
 
-ARCHS = ["bag", "bilstm", "transformer", "transformer-narrow"]  # a family name, or family-variant
+ARCHS = ["bag", "bilstm", "pooled", "pooled-mean", "transformer", "transformer-narrow"]  # a family name, or family-variant
 
 
 def arch_of(name: str) -> str:
@@ -105,7 +105,8 @@ LABELS = ["neg", "pos", "neutral"]
 def sizes(tiny_teacher) -> dict[str, dict]:
     """Small settings of each family (the transformer is cut from the tiny teacher: 1 of its 2 layers)."""
     transformer = {"encoder": str(tiny_teacher), "layers": 1}
-    return {"bilstm": {"emb_dim": 8, "hidden": 6}, "bag": {"emb_dim": 8}, "transformer": transformer,
+    return {"bilstm": {"emb_dim": 8, "hidden": 6}, "bag": {"emb_dim": 8}, "pooled": {"emb_dim": 8}, "pooled-mean": {"emb_dim": 8, "pooling": "mean"},
+            "transformer": transformer,
             "transformer-narrow": {**transformer, "emb_dim": 8}}
 
 
@@ -118,11 +119,18 @@ def parts(tiny_teacher, sizes):
     return tokenizer, teacher, vocab, sizes
 
 
-def make(name: str, per_word: bool, parts) -> Student:
+def make(name: str, per_word: bool, parts) -> Student | None:
+    """A fresh student of the family. Asked to tag, a texts-only family (the pooled one) must refuse in a ValueError:
+    checked here, and None returned (the caller has nothing more to test)."""
     _, teacher, vocab, sizes = parts
     settings = family(arch_of(name)).settings_class.model_validate({"arch": arch_of(name), **sizes[name]})
     torch.manual_seed(0)
-    return family(arch_of(name)).build(settings, StudentContext(vocab, len(LABELS), per_word, teacher)).eval()
+    context = StudentContext(vocab, len(LABELS), per_word, teacher)
+    if per_word and settings.texts_only:
+        with pytest.raises(ValueError, match="whole texts"):
+            family(arch_of(name)).build(settings, context)
+        return None
+    return family(arch_of(name)).build(settings, context).eval()
 
 
 def test_the_builtin_families_and_the_toy_one_are_registered():
@@ -136,6 +144,8 @@ def test_the_builtin_families_and_the_toy_one_are_registered():
 def test_forward_shapes(arch, per_word, parts):
     tokenizer, _, vocab, _ = parts
     model = make(arch, per_word, parts)
+    if model is None:  # refused, as a texts-only family must
+        return
     width, labels = model.representation_dim, len(LABELS)
     if per_word:
         sentences = encode_words(tokenizer, [t.split() for t in TEXTS])
@@ -168,6 +178,8 @@ def test_layer_groups_cover_every_parameter_exactly_once_in_the_settings_order(a
 def test_save_load_round_trip_predicts_identically(arch, per_word, parts, tmp_path):
     tokenizer, _, vocab, _ = parts
     model = make(arch, per_word, parts)
+    if model is None:  # refused, as a texts-only family must
+        return
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.5)  # far from any initialisation, so a lost weight shows
