@@ -50,3 +50,40 @@ def test_the_transfer_scale_results_give_their_goals_choice_and_table_again():
 
     points = [SweepRow(f"{s['system']} ({s['format']})", s["format"], s["accuracy"], s["size_mb"], s["latency_ms"], "") for s in result["systems"]]
     assert [r.student for r in sweep_frontier(points, "batch_32")] == result["frontier"]
+
+
+@pytest.mark.parametrize("name", ["budget_curve.json", "budget_curve_quick.json"])
+def test_the_budget_curve_results_give_their_summary_choice_and_table_again(name):
+    from benchmarks.budget_curve import best_strategy, markdown as budget_markdown, summary
+    from xdistil.transfer.budget import budget_count
+
+    result = json.loads((RESULTS / name).read_text())
+    shares = sorted({p["share"] for p in result["points"] if p["strategy"] != "all"})
+    assert summary(result["points"], shares) == result["curve"]
+    assert best_strategy(result["curve"]) == result["best_strategy"]  # on dev, never on test
+    for point in result["points"]:  # a budget never labels more than its share of the pool
+        if point["strategy"] == "all":
+            assert point["labeled"] == result["pool"]
+        else:
+            assert point["labeled"] <= budget_count(point["share"], result["pool"])
+    seeds = {(p["strategy"], p["share"]): set() for p in result["points"]}
+    for point in result["points"]:
+        seeds[(point["strategy"], point["share"])].add(point["seed"])
+    assert all(found == set(result["seeds"]) for found in seeds.values())
+    assert "| random |" in budget_markdown(result)
+
+
+def test_the_ensemble_results_give_their_gains_again():
+    import statistics
+
+    result = json.loads((RESULTS / "ensemble.json").read_text())
+    assert len(result["members"]) >= 3
+    best = max(result["members"], key=lambda m: m["accuracy"])
+    assert best["seed"] == result["best_member_seed"]
+    assert result["teacher_gain"] == pytest.approx(100 * (result["ensemble_teacher_accuracy"] - best["accuracy"]))
+    means = {k: statistics.mean(r["test_accuracy"] for r in rows) for k, rows in result["students"].items()}
+    assert result["student_gain"] == pytest.approx(100 * (means["ensemble"] - means["best member"]))
+    assert all(len(rows) == 3 for rows in result["students"].values())
+    if result.get("transformer_students"):
+        t = result["transformer_students"]
+        assert result["transformer_gain"] == pytest.approx(100 * (t["ensemble"]["test_accuracy"] - t["best member"]["test_accuracy"]))
