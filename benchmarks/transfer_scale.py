@@ -45,17 +45,23 @@ MODES = {
              # the 3-layer transformer student (all-MiniLM-L6-v2 cut to 3 layers) on the first 45k transfer texts, one soft epoch
              # (as many updates as classification.py's 3 epochs over the 15k real texts), then its gold stage
              "transformer": {"layers": 3, "limit": 45_000, "soft_epochs": 1},
-             # the pooled student (mean + max of its word-piece vectors): two widths on dev at the largest set, then 3 seeds
-             "pooled": {"emb_dims": [128, 192], "epochs": 6}},
+             # the pooled student (mean and/or max of its word-piece vectors): variants of POOLED on dev at the largest set,
+             # then 3 seeds of the chosen one
+             "pooled": {"variants": ["emb_dim 128", "emb_dim 192", "emb_dim 128, dropout 0.3", "emb_dim 128, mean, dropout 0.3"],
+                        "epochs": 6}},
     "quick": {"classification": "quick", "factor": 2, "curve": [], "curve_epochs": 1, "stage_epochs": 1, "chosen_seeds": [1],
               "shapes": ["hidden 256"], "batch_sizes": [1, 32], "repeats": 5, "workers": 2, "transformer": None,
-              "pooled": {"emb_dims": [128], "epochs": 1}},
+              "pooled": {"variants": ["emb_dim 128"], "epochs": 1}},
 }
 # the BiLSTM's shape, searched on dev at the largest transfer set: today's (emb_dim 128, hidden 128, one layer) against a
 # wider and a deeper one, each within the 26x parameter bound (all-mpnet-base-v2: 109.5M / 26 = 4.2M; hidden 256 is
 # ~3.4M, 2 layers ~3.1M; both at once would be ~5.0M, over it)
 TODAY = "today"
 SHAPES = {TODAY: {}, "hidden 256": {"hidden": 256}, "2 layers": {"layers": 2}}
+# the pooled student's variants (its defaults: emb_dim 128, mean_max, dropout 0.1); at 17k word pieces emb_dim 192 is ~3.6M
+# parameters, within the 26x bound
+POOLED = {"emb_dim 128": {"emb_dim": 128}, "emb_dim 192": {"emb_dim": 192}, "emb_dim 128, dropout 0.3": {"emb_dim": 128, "dropout": 0.3},
+          "emb_dim 128, mean, dropout 0.3": {"emb_dim": 128, "pooling": "mean", "dropout": 0.3}}
 MIN_COMPRESSION = 26.0
 M2V_REQUIREMENTS = ["torch==2.13.0", "model2vec[distill,train]==0.10.0"]
 
@@ -150,23 +156,26 @@ class Plan:
         return StudentRun(name, "minilm-l6", None, 1, values, self.augmented, self.work / "transformer" / f"{point['layers']}L-{point['limit']}",
                           point["limit"], shape=name)
 
-    def pooled(self, chosen: tuple[str, float | None], emb_dim: int, seed: int) -> StudentRun:
-        """The pooled student on the whole augmented set with the chosen embeddings, soft-only (`pooled.epochs`)."""
+    def pooled(self, chosen: tuple[str, float | None], variant: str, seed: int) -> StudentRun:
+        """The pooled student (`variant`, a key of POOLED) on the whole augmented set with the chosen embeddings, soft-only
+        (`pooled.epochs`)."""
         point = self.mode["pooled"]
         values = student_values(self.augmented_values, "soft only", *chosen, seed, point["epochs"])
         # the BiLSTM rows' distill settings kept (batch size, learning rate): the family sets no defaults of its own
-        values["student"] = {"arch": "pooled", "min_count": values["student"]["min_count"], "emb_dim": emb_dim,
+        values["student"] = {"arch": "pooled", "min_count": values["student"]["min_count"], **POOLED[variant],
                              "embedding_init": chosen[0], "embedding_sif": chosen[1]}
-        shape = pooled_shape(emb_dim)
-        return StudentRun("soft only", *chosen, seed, values, self.augmented, self.work / "pooled" / f"emb{emb_dim}-seed{seed}", shape=shape)
+        folder = self.work / "pooled" / f"{pooled_folder(POOLED[variant])}-seed{seed}"
+        return StudentRun("soft only", *chosen, seed, values, self.augmented, folder, shape=f"pooled, {variant}")
 
     def seeds(self, chosen: tuple[str, float | None], shape: str) -> list[StudentRun]:
         """The chosen point's further seeds (its first is among `distilled`)."""
         return [self.largest(chosen, shape, seed) for seed in self.mode["chosen_seeds"][1:]]
 
 
-def pooled_shape(emb_dim: int) -> str:
-    return f"pooled, emb_dim {emb_dim}"
+def pooled_folder(settings: dict) -> str:
+    """A pooled variant's folder name: emb128, emb128-mean-dropout0.3, ..."""
+    return f"emb{settings['emb_dim']}" + "".join(f"-{key}{value}" if key == "dropout" else f"-{value}"
+                                                for key, value in settings.items() if key != "emb_dim")
 
 
 def make_plan(quick: bool, workers: int | None) -> Plan:
@@ -250,7 +259,7 @@ class Measured:
     distilled: list[dict] = field(default_factory=list)
     shape: str = TODAY  # the BiLSTM shape chosen on dev at the largest transfer set
     transformer: list[dict] = field(default_factory=list)  # the transformer student's point (classification.py has it at 15k)
-    pooled: list[dict] = field(default_factory=list)  # the pooled student's widths (seed 1), then the chosen width's other seeds
+    pooled: list[dict] = field(default_factory=list)  # the pooled student's variants (seed 1), then the chosen one's other seeds
     pooled_shape: str | None = None
     augmentation: dict = field(default_factory=dict)
     peers: dict = field(default_factory=dict)
@@ -319,14 +328,14 @@ def execute(plan: Plan, base, with_peers: bool) -> Measured:
     run_jobs([r.job() for r in seeds], [], mode["workers"])
     measured.distilled += [distilled_row(run) for run in seeds]
     if mode.get("pooled"):
-        widths = [plan.pooled(measured.chosen, dim, 1) for dim in mode["pooled"]["emb_dims"]]
+        widths = [plan.pooled(measured.chosen, variant, 1) for variant in mode["pooled"]["variants"]]
         run_jobs([r.job() for r in widths], [], mode["workers"])
         measured.pooled = [distilled_row(run) for run in widths]
         fit = [r for r in measured.pooled if r["teacher_params"] / r["params"] >= MIN_COMPRESSION]
         measured.pooled_shape = max(fit, key=lambda r: r["dev_accuracy"])["shape"]
-        log(f"pooled width chosen on dev: {measured.pooled_shape}")
-        dim = int(measured.pooled_shape.rsplit(" ", 1)[1])
-        more = [plan.pooled(measured.chosen, dim, seed) for seed in mode["chosen_seeds"][1:]]
+        log(f"pooled variant chosen on dev: {measured.pooled_shape}")
+        variant = measured.pooled_shape.removeprefix("pooled, ")
+        more = [plan.pooled(measured.chosen, variant, seed) for seed in mode["chosen_seeds"][1:]]
         run_jobs([r.job() for r in more], [], mode["workers"])
         measured.pooled += [distilled_row(run) for run in more]
     transformer = plan.transformer()
@@ -515,11 +524,11 @@ def markdown(result: dict) -> str:
                       f"{', '.join(pct(a) for a in point)}; mean **{pct(sum(point) / len(point))}**."]
     if result.get("pooled"):
         lines += ["", "## Pooled student (mean + max of its word-piece vectors; soft only, whole augmented set)", "",
-                  "| width | seed | parameters | dev (%) | test (%) | training (s, one thread) |", "|---|---:|---:|---:|---:|---:|"]
+                  "| variant | seed | parameters | dev (%) | test (%) | training (s, one thread) |", "|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['shape']} | {r['seed']} | {r['params']:,} | {pct(r['dev_accuracy'])} | {pct(r['test_accuracy'])} | "
                   f"{r['training_seconds']:.0f} |" for r in result["pooled"]]
         point = [r["test_accuracy"] for r in result["pooled"] if r["shape"] == result["pooled_shape"]]
-        lines += ["", f"Width chosen on dev: **{result['pooled_shape']}**; test over {len(point)} seed(s): "
+        lines += ["", f"Variant chosen on dev: **{result['pooled_shape']}**; test over {len(point)} seed(s): "
                       f"{', '.join(pct(a) for a in point)}; mean **{pct(sum(point) / len(point))}**."]
     for r in result.get("transformer", []):
         lines += ["", f"Transformer student ({r['kind']}, all-MiniLM-L6-v2 cut to its layers; one soft epoch over the first "

@@ -30,7 +30,6 @@ class PooledSettings(TableSettings):
 
     arch: Literal["pooled"] = "pooled"
     texts_only: ClassVar[bool] = True
-    emb_dim: int = Field(256, ge=2)
     pooling: Literal["mean", "max", "mean_max"] = Field("mean_max", description="over the text's pieces: their mean, their "
                                                         "maximum per column, or both side by side")
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -46,7 +45,7 @@ class PooledConfig:
 
     vocab_size: int
     num_labels: int
-    emb_dim: int = 256
+    emb_dim: int = 128
     pooling: str = "mean_max"
     dropout: float = 0.1
     dense_dim: int = 768
