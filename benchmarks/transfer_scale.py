@@ -489,8 +489,8 @@ def frontier_goal(result: dict) -> dict:
             continue
         pick = max(fast, key=lambda s: s["accuracy"])
         margins.append(100 * (pick["accuracy"] - peer["accuracy"]))
-        parts.append(f"at or under {peer['system']}'s {budget:.1f} ms: {pick['system']} ({pick['format']}, "
-                     f"{pick['latency_ms']['batch_32']:.1f} ms) {margins[-1]:+.1f} points")
+        parts.append(f"at or under {peer['system']}'s {budget:.2f} ms: {pick['system']} ({pick['format']}, "
+                     f"{pick['latency_ms']['batch_32']:.2f} ms) {margins[-1]:+.2f} points")
     by = min(margins)
     return {"goal": "our students keep their place on the frontier above both peers at equal or better latency (batch 32)",
             "measured": "; ".join(parts) + f". Most accurate on the frontier: {best['system']} ({best['format']}), "
