@@ -8,15 +8,15 @@ re-created from a plain config dict. Nothing outside `student/` names a concrete
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
-from xdistil.student.embeddings import EmbeddingSource
+from xdistil.student.embeddings import EmbeddingSource, pca_compress, sif_weights
 from xdistil.student.inputs import batch_inputs, tensor_batch
-from xdistil.student.settings import StudentSettings
+from xdistil.student.settings import StudentSettings, TableSettings
 from xdistil.student.vocab import PrunedVocab
 
 
@@ -120,6 +120,55 @@ class Student(nn.Module):
         vocab = self.embedding_parameters()[0].shape[0]
         ids = torch.randint(0, vocab, (batch_size, length), generator=generator).numpy()
         return batch_inputs(list(ids), pad_id=0)
+
+
+class TableStudent(Student):
+    """A family whose first layer is its own word-piece table (`self.embedding`, started by `start_table`) and whose
+    sizes are one dataclass (`self.sizes`, of `config_class`) ending in a dense layer (`dense_dim` wide): the BiLSTM and
+    the pooled student."""
+
+    config_class: ClassVar[type]
+    sizes: Any
+    embedding: nn.Embedding
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TableStudent:
+        return cls(cls.config_class(**config))
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self.sizes)
+
+    @property
+    def representation_dim(self) -> int:
+        return self.sizes.dense_dim
+
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        return list(self.embedding.parameters())
+
+    def start_table(self, settings: TableSettings, context: StudentContext) -> TableStudent:
+        """The first table from the teacher's (`embedding_init`; random: left as drawn)."""
+        if settings.embedding_init != "random":
+            with torch.no_grad():
+                self.embedding.weight.copy_(initial_table(settings, context))
+        return self
+
+
+def initial_table(settings: TableSettings, context: StudentContext) -> torch.Tensor:
+    """A table student's first embedding table (vocabulary x emb_dim), at unit overall scale: the teacher's input table or
+    each piece's output vector, PCA-reduced to emb_dim, optionally SIF-weighted by the pieces' transfer-set frequency."""
+    source = context.embedding_source()
+    ids = context.vocab.teacher_ids
+    if settings.embedding_init == "teacher_pca":
+        table = source.input_table(ids)
+    else:
+        table = source.output_vectors(ids, "teacher" if settings.embedding_init == "teacher_output" else "base")
+    table = pca_compress(table, settings.emb_dim)
+    if settings.embedding_sif is not None:
+        if context.vocab.counts is None:
+            raise ValueError("student.embedding_sif needs the vocabulary's piece counts")
+        table = table * sif_weights(context.vocab.counts, settings.embedding_sif)[:, None]
+        table = table / table.std().clamp(min=1e-12)  # back to unit overall scale: only the rows' relative sizes change
+    return table
 
 
 class _LogitsOnly(nn.Module):

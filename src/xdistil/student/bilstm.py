@@ -8,7 +8,7 @@ the pruned vocabulary, optionally SIF-weighted by the pieces' frequency in the t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -16,8 +16,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from xdistil.student.base import Student, StudentContext, StudentOutput
-from xdistil.student.embeddings import initial_table
+from xdistil.student.base import StudentContext, StudentOutput, TableStudent
 from xdistil.student.inputs import length_mask, tensor_batch
 from xdistil.student.registry import register
 from xdistil.student.settings import TableSettings
@@ -54,11 +53,12 @@ class BiLSTMConfig:
 
 
 @register
-class BiLSTMStudent(Student):
+class BiLSTMStudent(TableStudent):
     """Sequence classifier or tagger whose dense layer has the teacher's width, so its output can mimic a teacher layer."""
 
     arch = "bilstm"
     settings_class = BiLSTMSettings
+    config_class = BiLSTMConfig
 
     def __init__(self, config: BiLSTMConfig):
         super().__init__()
@@ -92,32 +92,15 @@ class BiLSTMStudent(Student):
                 tagging=context.per_word,
             )
         )
-        if settings.embedding_init != "random":
-            with torch.no_grad():
-                model.embedding.weight.copy_(initial_table(settings, context))
-        return model
-
-    @classmethod
-    def from_config(cls, config: dict) -> BiLSTMStudent:
-        return cls(BiLSTMConfig(**config))
-
-    def config(self) -> dict:
-        return asdict(self.sizes)
+        return model.start_table(settings, context)
 
     @property
     def per_word(self) -> bool:
         return self.sizes.tagging
 
-    @property
-    def representation_dim(self) -> int:
-        return self.sizes.dense_dim
-
     def layer_groups(self) -> dict[str, list[nn.Parameter]]:
         modules = {"output": self.output, "dense": self.dense, "encoder": self.encoder, "embedding": self.embedding}
         return {name: list(modules[name].parameters()) for name in GROUPS}
-
-    def embedding_parameters(self) -> list[nn.Parameter]:
-        return list(self.embedding.parameters())
 
     def forward(self, batch: dict[str, torch.Tensor]) -> StudentOutput:
         """Padding never reaches the pool; a tagger reads its outputs at `word_index` when the batch has it."""

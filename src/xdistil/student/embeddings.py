@@ -11,7 +11,6 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,10 +19,6 @@ from torch import nn
 from xdistil.atomic import atomic_write
 from xdistil.progress import log
 from xdistil.storage import read_safetensors
-
-if TYPE_CHECKING:
-    from xdistil.student.base import StudentContext
-    from xdistil.student.settings import TableSettings
 
 
 def pca_factors(matrix: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -159,19 +154,3 @@ class EmbeddingSource:
             atomic_write(path, lambda tmp: save_file({"vectors": vectors.contiguous()}, str(tmp)))
         return vectors
 
-
-def initial_table(settings: TableSettings, context: StudentContext) -> torch.Tensor:
-    """The student's first embedding table (vocabulary x emb_dim), at unit overall scale."""
-    source = context.embedding_source()
-    ids = context.vocab.teacher_ids
-    if settings.embedding_init == "teacher_pca":
-        table = source.input_table(ids)
-    else:
-        table = source.output_vectors(ids, "teacher" if settings.embedding_init == "teacher_output" else "base")
-    table = pca_compress(table, settings.emb_dim)
-    if settings.embedding_sif is not None:
-        if context.vocab.counts is None:
-            raise ValueError("student.embedding_sif needs the vocabulary's piece counts")
-        table = table * sif_weights(context.vocab.counts, settings.embedding_sif)[:, None]
-        table = table / table.std().clamp(min=1e-12)  # back to unit overall scale: only the rows' relative sizes change
-    return table

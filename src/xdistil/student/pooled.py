@@ -8,15 +8,14 @@ input table or each piece's output vector, PCA-reduced, optionally SIF-weighted 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
 from torch import nn
 
-from xdistil.student.base import Student, StudentContext, StudentOutput
-from xdistil.student.embeddings import initial_table
+from xdistil.student.base import StudentContext, StudentOutput, TableStudent
 from xdistil.student.inputs import length_mask
 from xdistil.student.registry import register
 from xdistil.student.settings import TableSettings
@@ -53,11 +52,12 @@ class PooledConfig:
 
 
 @register
-class PooledStudent(Student):
+class PooledStudent(TableStudent):
     """Text classifier over pooled word-piece vectors, its dense layer the teacher's width (so it can mimic a teacher layer)."""
 
     arch = "pooled"
     settings_class = PooledSettings
+    config_class = PooledConfig
 
     def __init__(self, config: PooledConfig):
         super().__init__()
@@ -78,32 +78,15 @@ class PooledStudent(Student):
             vocab_size=len(context.vocab), num_labels=context.num_labels, emb_dim=settings.emb_dim, pooling=settings.pooling,
             dropout=settings.dropout, dense_dim=settings.dense_dim or context.teacher.config.hidden_size, pad_id=context.vocab.pad_id,
         ))
-        if settings.embedding_init != "random":
-            with torch.no_grad():
-                model.embedding.weight.copy_(initial_table(settings, context))
-        return model
-
-    @classmethod
-    def from_config(cls, config: dict) -> PooledStudent:
-        return cls(PooledConfig(**config))
-
-    def config(self) -> dict:
-        return asdict(self.sizes)
+        return model.start_table(settings, context)
 
     @property
     def per_word(self) -> bool:
         return False
 
-    @property
-    def representation_dim(self) -> int:
-        return self.sizes.dense_dim
-
     def layer_groups(self) -> dict[str, list[nn.Parameter]]:
         modules = {"output": self.output, "dense": self.dense, "embedding": self.embedding}
         return {name: list(modules[name].parameters()) for name in GROUPS}
-
-    def embedding_parameters(self) -> list[nn.Parameter]:
-        return list(self.embedding.parameters())
 
     def forward(self, batch: dict[str, torch.Tensor]) -> StudentOutput:
         """Padding never reaches the pool: the mean divides by each text's own length, the max skips padded positions."""
