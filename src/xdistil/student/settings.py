@@ -33,7 +33,7 @@ class StudentSettings(BaseModel):
 
 class TableSettings(StudentSettings):
     """A family whose first layer is its own word-piece table over the pruned vocabulary, started from the teacher's
-    (`student/embeddings.py: initial_table`)."""
+    (`student/base.py: initial_table`)."""
 
     emb_dim: int = Field(128, ge=2)
     embedding_init: Literal["teacher_pca", "teacher_output", "base_output", "random"] = Field(
