@@ -13,6 +13,18 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
+def transformer_student(values: dict, layers: int, soft_epochs: int, seed: int = 1, limit: int | None = None) -> dict:
+    """A run's values with the transformer student (all-MiniLM-L6-v2 cut to `layers`): the family's own schedule with
+    `soft_epochs` epochs on the transfer set, the student seed and the first `limit` transfer texts."""
+    from xdistil.config import with_family
+    from xdistil.student.transformer import TRANSFORMER_SCHEDULE
+
+    out = with_family(json.loads(json.dumps(values)), "transformer", encoder="minilm-l6", layers=layers)
+    stages = [dict(stage, epochs=soft_epochs) if stage["data"] == "transfer" else dict(stage) for stage in TRANSFORMER_SCHEDULE]
+    out["distill"].update(stages=stages, seed=seed, transfer_limit=limit)
+    return out
+
+
 def quiet_transformers() -> None:
     """No per-model warnings or download bars in a benchmark's output."""
     from transformers.utils import logging as hf_logging

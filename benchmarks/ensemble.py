@@ -30,7 +30,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.classification import base_of  # noqa: E402
-from benchmarks.common import RESULTS, Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, write_json  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS, Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, transformer_student, write_json,
+)
 
 TRANSFORMER = {"layers": 3, "soft_epochs": 1}
 MEMBER_SEEDS = [43, 44]  # beside teacher.model's seed (the base run's, 42)
@@ -72,12 +74,7 @@ def student_row(values: dict, folder: Path) -> dict:
 
 def transformer_values(values: dict) -> dict:
     """The transformer student's run from a BiLSTM run's values: the family's own schedule with one soft epoch, seed 1."""
-    from xdistil.config import with_family
-    from xdistil.student.transformer import TRANSFORMER_SCHEDULE
-
-    out = with_family(json.loads(json.dumps(values)), "transformer", encoder="minilm-l6", layers=TRANSFORMER["layers"])
-    stages = [dict(stage, epochs=TRANSFORMER["soft_epochs"]) if stage["data"] == "transfer" else dict(stage) for stage in TRANSFORMER_SCHEDULE]
-    out["distill"].update(stages=stages, seed=1)
+    out = transformer_student(values, TRANSFORMER["layers"], TRANSFORMER["soft_epochs"], limit=values["distill"].get("transfer_limit"))
     out["threads"] = None
     return out
 

@@ -33,7 +33,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.classification import DEFAULT, base_of, stages_for  # noqa: E402
-from benchmarks.common import RESULTS, Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, run_row, write_json  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    RESULTS, Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, run_row, transformer_student, write_json,
+)
 
 # (embedding_init, embedding_sif): the first is today's default
 EMBEDDINGS = [("teacher_pca", None), ("teacher_output", None), ("base_output", None), ("teacher_output", 1e-3), ("base_output", 1e-3)]
@@ -143,15 +145,10 @@ class Plan:
 
     def transformer(self) -> StudentRun | None:
         """The transformer student on the augmented set (its own tokenizer: a student token cache is made once)."""
-        from xdistil.config import with_family
-        from xdistil.student.transformer import TRANSFORMER_SCHEDULE
-
         point = self.mode["transformer"]
         if point is None:
             return None
-        values = with_family(json.loads(json.dumps(self.augmented_values)), "transformer", encoder="minilm-l6", layers=point["layers"])
-        stages = [dict(stage, epochs=point["soft_epochs"]) if stage["data"] == "transfer" else dict(stage) for stage in TRANSFORMER_SCHEDULE]
-        values["distill"].update(stages=stages, seed=1, transfer_limit=point["limit"])
+        values = transformer_student(self.augmented_values, point["layers"], point["soft_epochs"], limit=point["limit"])
         name = f"transformer {point['layers']}L"
         return StudentRun(name, "minilm-l6", None, 1, values, self.augmented, self.work / "transformer" / f"{point['layers']}L-{point['limit']}",
                           point["limit"], shape=name)
