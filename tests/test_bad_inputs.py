@@ -187,3 +187,8 @@ def test_an_uncertain_budget_is_refused_for_tagging(tmp_path):
 def test_a_pooled_student_is_refused_for_tagging(tmp_path):
     result = xdistil("finetune", str(BAD / "tagging_pooled.yaml"))
     assert_one_line_error(result, "tagging_pooled.yaml", "student.arch pooled classifies whole texts")
+
+
+def test_a_setfit_teacher_is_refused_for_tagging(tmp_path):
+    result = xdistil("finetune", str(BAD / "tagging_setfit.yaml"))
+    assert_one_line_error(result, "tagging_setfit.yaml", "teacher.recipe setfit pairs whole labeled texts")

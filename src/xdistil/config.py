@@ -59,6 +59,19 @@ class EnsembleMember(_Strict):
     weight: float = Field(1.0, ge=0, description="its share of the combination (teacher.model's is 1)")
 
 
+# teacher settings that only change what annotation extracts: not part of the fine-tuned teacher's identity
+ANNOTATION_ONLY = ("layer", "pooling", "source", "labels", "function", "outputs", "version", "retries", "ensemble", "combine")
+
+
+class PairSettings(_Strict):
+    """The contrastive phase of `teacher.recipe: setfit`: pairs of labeled texts pull texts of one label together."""
+
+    iterations: int = Field(5, ge=1, description="pairs per labeled text and pass: one with its own label, one with another")
+    epochs: int = Field(1, ge=1)
+    lr: float = Field(2e-5, gt=0)
+    batch_size: int = Field(16, ge=1)
+
+
 class TeacherConfig(_Strict):
     """The large model: a built-in name, a hub id or a local folder."""
 
@@ -72,6 +85,10 @@ class TeacherConfig(_Strict):
     weight_decay: float = Field(0.01, ge=0)
     patience: int = Field(2, ge=1)
     max_length: int = Field(128, ge=8)
+    recipe: Literal["finetune", "setfit"] = Field(
+        "finetune", description="finetune: the encoder and a new head on the labels; setfit: contrastive pairs tune the encoder "
+                                "first (teacher.pairs), then the same fine-tune - for a few hundred labels")
+    pairs: PairSettings = Field(default_factory=PairSettings, description="the setfit recipe's contrastive phase")
     layer: int | None = Field(None, description="hidden layer for the representation loss; default the middle one")
     pooling: Literal["auto", "first", "mean"] = Field(
         "auto", description="first token, mean over tokens, or auto: a sentence encoder's own pooling, else first"
@@ -99,12 +116,21 @@ class TeacherConfig(_Strict):
             raise ValueError("teacher.source is file: give teacher.labels, the file of labels")
         if self.source == "function" and (self.function is None or ":" not in self.function):
             raise ValueError("teacher.source is function: give teacher.function as 'module:attribute'")
+        if self.recipe == "setfit" and (self.external or not self.finetune):
+            raise ValueError(f"teacher.recipe setfit fine-tunes the model; teacher.source is {self.source} and teacher.finetune "
+                             f"{str(self.finetune).lower()} (use source: model, finetune: true)")
         if self.ensemble and self.source != "model":
             raise ValueError(f"teacher.ensemble combines fine-tuned models; teacher.source is {self.source}")
         for key, source in (("labels", "file"), ("function", "function")):
             if getattr(self, key) is not None and self.source != source:
                 raise ValueError(f"teacher.{key} is set but teacher.source is {self.source}; set teacher.source: {source}")
         return self
+
+    def training_settings(self) -> dict:
+        """What the fine-tuned weights depend on (the teacher step's fingerprint): the default recipe's settings as they
+        were before recipes were named, so its saved teachers are still found."""
+        skip = set(ANNOTATION_ONLY) | ({"recipe", "pairs"} if self.recipe == "finetune" else set())
+        return self.model_dump(mode="json", exclude=skip)
 
     @property
     def external(self) -> bool:
@@ -401,6 +427,8 @@ class RunConfig(_Strict):
             raise ValueError("the 'layers' loss matches pooled text vectors: it is for classification")
         if task.per_word and self.student.texts_only:
             raise ValueError(f"student.arch {self.student.arch} classifies whole texts; for {task.name} use bilstm or transformer")
+        if task.per_word and self.teacher.recipe == "setfit":
+            raise ValueError(f"teacher.recipe setfit pairs whole labeled texts; for {task.name} use teacher.recipe: finetune")
         if task.per_word and self.transfer.budget is not None and self.transfer.budget_strategy == "uncertain":
             raise ValueError(f"transfer.budget_strategy uncertain weighs one label per text; for {task.name} use random or diverse")
         if self.teacher.external:

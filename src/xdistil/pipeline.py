@@ -32,7 +32,7 @@ from xdistil.evaluation.tracking import track_run
 from xdistil.fingerprint import fingerprint
 from xdistil.loop import StageHistory
 from xdistil.progress import enter_step, log
-from xdistil.runfolder import ANNOTATION_KEYS, ANNOTATION_ONLY, STUDENT_KEYS, TEACHER_KEYS, RunFolder, prepare_folder, record_data, step_reason
+from xdistil.runfolder import ANNOTATION_KEYS, STUDENT_KEYS, TEACHER_KEYS, RunFolder, prepare_folder, record_data, step_reason
 from xdistil.student.base import Student, StudentContext
 from xdistil.student.embeddings import EmbeddingSource
 from xdistil.student.io import save_student
@@ -127,9 +127,9 @@ class Run:
 
     def _teacher(self, data: Data, settings: TeacherConfig, tokenizer, seed: int, folder: Path) -> Teacher:
         corpus, reference = data.corpus, (("reference encoder",) if settings.external else ())  # labels from outside: the model as it is
-        teacher_fp = fingerprint(settings.model_dump(mode="json", exclude=set(ANNOTATION_ONLY)), data.fingerprint, seed, *reference)
+        teacher_fp = fingerprint(settings.training_settings(), data.fingerprint, seed, *reference)
 
-        def finetune(model: torch.nn.Module) -> StageHistory:
+        def finetune(model: torch.nn.Module) -> list[StageHistory]:
             log(f"teacher: fine-tuning {settings.model} on {len(corpus.train):,} labeled examples")
             return self.task.finetune(model, tokenizer, corpus, settings, self.accelerator, seed)
 

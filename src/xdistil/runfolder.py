@@ -18,15 +18,13 @@ from pathlib import Path
 from filelock import FileLock
 
 from xdistil.atomic import atomic_write_json, atomic_write_text
-from xdistil.config import RunConfig, TeacherConfig, build_config, config_to_dict, read_yaml_mapping, save_config
+from xdistil.config import ANNOTATION_ONLY, RunConfig, TeacherConfig, build_config, config_to_dict, read_yaml_mapping, save_config
 from xdistil.errors import XDistilError
 from xdistil.folderlock import LOCK, MARKER, lock_run_folder, mark_run_folder
 from xdistil.progress import log
 
 HISTORY = "config_history.jsonl"
 HISTORY_KEEP = 20
-# teacher settings that only change what annotation extracts: not part of the fine-tuned teacher's identity
-ANNOTATION_ONLY = ("layer", "pooling", "source", "labels", "function", "outputs", "version", "retries", "ensemble", "combine")
 # the config keys each step reads, in the order a changed one is named in the log (see step_reason)
 TEACHER_KEYS = ("data", "seed", *(f"teacher.{k}" for k in TeacherConfig.model_fields if k not in ANNOTATION_ONLY))
 ANNOTATION_KEYS = (*TEACHER_KEYS, *(f"teacher.{k}" for k in ANNOTATION_ONLY), "transfer")

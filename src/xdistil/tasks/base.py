@@ -54,7 +54,8 @@ class Task:
 
     def finetune(
         self, model: torch.nn.Module, tokenizer, corpus: Corpus, config: TeacherConfig, accelerator: Accelerator, seed: int
-    ) -> StageHistory:
+    ) -> list[StageHistory]:
+        """Train the teacher in place: the stages it went through, in order (teacher.recipe)."""
         raise NotImplementedError
 
     def unlabeled(self, texts: Iterable[str], config: DataConfig) -> Iterable:

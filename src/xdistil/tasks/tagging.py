@@ -29,7 +29,7 @@ class Tagging(Task):
         def dev_f1(predicted: list[np.ndarray]) -> float:
             return self.score(predicted, corpus.dev, corpus.label_names)
 
-        return finetune_tagger(model, tokenizer, corpus.train, corpus.dev, dev_f1, self.score_name, config, accelerator, seed)
+        return [finetune_tagger(model, tokenizer, corpus.train, corpus.dev, dev_f1, self.score_name, config, accelerator, seed)]
 
     def unlabeled(self, texts: Iterable[str], config) -> Iterable[list[str]]:
         """Unlabeled lines become word lists by `data.pretokenizer`."""

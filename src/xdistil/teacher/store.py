@@ -58,10 +58,10 @@ def save_teacher(folder: Path, teacher: Teacher, tokenizer) -> None:
 
 def load_or_finetune(
     folder: Path, fingerprint: str, config: TeacherConfig, label_names: list[str], auto_class, tokenizer,
-    device: torch.device | str, finetune: Callable[[torch.nn.Module], StageHistory], why: Callable[[], str] | None = None,
+    device: torch.device | str, finetune: Callable[[torch.nn.Module], list[StageHistory]], why: Callable[[], str] | None = None,
 ) -> Teacher:
     """The teacher saved in `folder` for `fingerprint`; else `config.model` with a head for our labels
-    (`auto_class`), fine-tuned by `finetune(model)` unless `config.finetune` is off or the labels come from outside
+    (`auto_class`), fine-tuned by `finetune(model)` (its stages' histories) unless `config.finetune` is off or the labels come from outside
     (`config.external`: the model is then only the reference encoder), then saved. A teacher saved for another
     fingerprint is redone, and the log says `why()`."""
     if why is not None and saved_fingerprint(folder) not in (None, fingerprint):
@@ -72,7 +72,7 @@ def load_or_finetune(
         return done
     trains = config.finetune and not config.external
     model = load_classifier(config.model, label_names, not config.finetune and not config.external, auto_class).to(device)
-    history = [finetune(model)] if trains else []
+    history = finetune(model) if trains else []
     teacher = Teacher(model.eval(), fingerprint, history)
     if distributed.is_main():  # every process holds the same fine-tuned weights; one writes them
         save_teacher(folder, teacher, tokenizer)
