@@ -89,6 +89,9 @@ class TeacherConfig(_Strict):
         "finetune", description="finetune: the encoder and a new head on the labels; setfit: contrastive pairs tune the encoder "
                                 "first (teacher.pairs), then the same fine-tune - for a few hundred labels")
     pairs: PairSettings = Field(default_factory=PairSettings, description="the setfit recipe's contrastive phase")
+    head: Literal["auto", "model", "pooled"] = Field(
+        "auto", description="model: the transformers class's own head (BERT's reads the first token); pooled: a linear head on "
+                            "the mean of the last layer (first with pooling: first); auto: pooled for setfit, else model")
     layer: int | None = Field(None, description="hidden layer for the representation loss; default the middle one")
     pooling: Literal["auto", "first", "mean"] = Field(
         "auto", description="first token, mean over tokens, or auto: a sentence encoder's own pooling, else first"
@@ -119,6 +122,8 @@ class TeacherConfig(_Strict):
         if self.recipe == "setfit" and (self.external or not self.finetune):
             raise ValueError(f"teacher.recipe setfit fine-tunes the model; teacher.source is {self.source} and teacher.finetune "
                              f"{str(self.finetune).lower()} (use source: model, finetune: true)")
+        if self.head == "pooled" and (self.external or not self.finetune):
+            raise ValueError("teacher.head pooled is a new head to fine-tune; it needs teacher.source: model and teacher.finetune: true")
         if self.ensemble and self.source != "model":
             raise ValueError(f"teacher.ensemble combines fine-tuned models; teacher.source is {self.source}")
         for key, source in (("labels", "file"), ("function", "function")):
@@ -130,7 +135,18 @@ class TeacherConfig(_Strict):
         """What the fine-tuned weights depend on (the teacher step's fingerprint): the default recipe's settings as they
         were before recipes were named, so its saved teachers are still found."""
         skip = set(ANNOTATION_ONLY) | ({"recipe", "pairs"} if self.recipe == "finetune" else set())
-        return self.model_dump(mode="json", exclude=skip)
+        settings = self.model_dump(mode="json", exclude=skip | {"head"})
+        return settings if self.head_kind == "model" else {**settings, "head": self.head_kind}
+
+    @property
+    def head_kind(self) -> str:
+        """The head the teacher trains: `head`, with auto resolved by the recipe."""
+        return self.head if self.head != "auto" else ("pooled" if self.recipe == "setfit" else "model")
+
+    @property
+    def head_pooling(self) -> str:
+        """How a pooled head (and the setfit recipe's pairs) pool the last layer."""
+        return "first" if self.pooling == "first" else "mean"
 
     @property
     def external(self) -> bool:
@@ -429,6 +445,8 @@ class RunConfig(_Strict):
             raise ValueError(f"student.arch {self.student.arch} classifies whole texts; for {task.name} use bilstm or transformer")
         if task.per_word and self.teacher.recipe == "setfit":
             raise ValueError(f"teacher.recipe setfit pairs whole labeled texts; for {task.name} use teacher.recipe: finetune")
+        if task.per_word and self.teacher.head == "pooled":
+            raise ValueError(f"teacher.head pooled labels whole texts; for {task.name} use teacher.head: model")
         if task.per_word and self.transfer.budget is not None and self.transfer.budget_strategy == "uncertain":
             raise ValueError(f"transfer.budget_strategy uncertain weighs one label per text; for {task.name} use random or diverse")
         if self.teacher.external:

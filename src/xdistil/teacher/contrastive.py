@@ -16,7 +16,6 @@ from xdistil.config import TeacherConfig
 from xdistil.data.corpus import Split
 from xdistil.loop import LoopSettings, StageHistory, fit
 from xdistil.teacher.inference import pad_teacher, pool
-from xdistil.teacher.models import resolve_pooling
 from xdistil.text import Encode, tokenize
 
 Pair = tuple[int, int, float]  # (example, partner, 1.0 for the same label / 0.0 for another)
@@ -81,10 +80,11 @@ def contrastive_tune(
     model: torch.nn.Module, tokenizer, train: Split, dev: Split, config: TeacherConfig, accelerator: Accelerator, seed: int,
     encode: Encode = tokenize,
 ) -> StageHistory:
-    """Tune the classifier's encoder body on `config.pairs` pairs: the cosine of two pooled texts is pulled to 1
-    for one label, to 0 for two (SetFit's loss). The head is untouched; early stopping on the dev centroid accuracy."""
+    """Tune the classifier's encoder body on `config.pairs` pairs: the cosine of two texts, pooled as the pooled head
+    reads them, is pulled to 1 for one label, to 0 for two (SetFit's loss). The head is untouched; early stopping
+    on the dev centroid accuracy."""
     settings = config.pairs
-    pooling = resolve_pooling(config.model, config.pooling)
+    pooling = config.head_pooling
     pad_id = tokenizer.pad_token_id
     body = model.base_model
     train_ids, _ = encode(tokenizer, train.texts, config.max_length)

@@ -15,6 +15,7 @@ from xdistil.config import TeacherConfig
 from xdistil.loop import StageHistory
 from xdistil.progress import log
 from xdistil.atomic import atomic_write_json, staged_folder
+from xdistil.teacher.heads import PooledHeadClassifier, load_teacher_model
 from xdistil.teacher.models import load_classifier
 
 MARKER = "xdistil_teacher.json"
@@ -44,7 +45,7 @@ def load_teacher(folder: Path, fingerprint: str, auto_class, device: torch.devic
     saved = json.loads(marker.read_text(encoding="utf-8"))
     if saved.get("fingerprint") != fingerprint:
         return None
-    model = auto_class.from_pretrained(str(folder)).to(device).eval()
+    model = load_teacher_model(folder, auto_class).to(device).eval()
     return Teacher(model, fingerprint, [StageHistory.from_dict(h) for h in saved["history"]])
 
 
@@ -71,7 +72,10 @@ def load_or_finetune(
         log(f"teacher: loaded the fine-tuned teacher from {folder}")
         return done
     trains = config.finetune and not config.external
-    model = load_classifier(config.model, label_names, not config.finetune and not config.external, auto_class).to(device)
+    model = load_classifier(config.model, label_names, not config.finetune and not config.external, auto_class)
+    if trains and config.head_kind == "pooled":
+        model = PooledHeadClassifier(model, config.head_pooling)
+    model = model.to(device)
     history = finetune(model) if trains else []
     teacher = Teacher(model.eval(), fingerprint, history)
     if distributed.is_main():  # every process holds the same fine-tuned weights; one writes them

@@ -48,9 +48,10 @@ class TeacherSource:
     device: str = "cpu"
 
     def load(self) -> torch.nn.Module:
+        from xdistil.teacher.heads import load_teacher_model
         from xdistil.teacher.precision import at_precision
 
-        return at_precision(self.auto_class.from_pretrained(self.folder).to(self.device).eval(), self.precision)
+        return at_precision(load_teacher_model(self.folder, self.auto_class).to(self.device).eval(), self.precision)
 
 
 @dataclass
