@@ -87,3 +87,16 @@ def test_the_ensemble_results_give_their_gains_again():
     if result.get("transformer_students"):
         t = result["transformer_students"]
         assert result["transformer_gain"] == pytest.approx(100 * (t["ensemble"]["test_accuracy"] - t["best member"]["test_accuracy"]))
+
+
+def test_the_teacher_recipe_results_give_their_choice_gains_and_table_again():
+    from benchmarks.teacher_recipe import LABELS, RECIPES, markdown, summary
+
+    result = json.loads((RESULTS / "teacher_recipe.json").read_text())
+    assert sorted((r["labels"], r["recipe"]) for r in result["rows"]) == sorted((n, k) for n in LABELS for k in RECIPES)
+    for row in result["rows"]:
+        assert len(row["students"]) == 3
+        assert row["student_test_mean"] == pytest.approx(sum(s["test_accuracy"] for s in row["students"]) / 3)
+        assert ("pairs_seconds" in row["teacher"]) == (row["recipe"] == "setfit")
+    assert summary(result["rows"]) == result["summary"]
+    assert markdown(result) == (RESULTS / "teacher_recipe.md").read_text()
