@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.classification import base_of  # noqa: E402
-from benchmarks.common import RESULTS, Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, write_json  # noqa: E402
+from benchmarks.common import RESULTS, Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, write_results  # noqa: E402
 
 STRATEGIES = ("random", "diverse", "uncertain")
 MODES = {
@@ -262,10 +262,8 @@ def main() -> None:
         "seconds_total": round(time.perf_counter() - started, 1),
     }
     suffix = "" if plan.name == "full" else "_quick"
-    write_json(RESULTS / f"budget_curve{suffix}.json", result)
-    (RESULTS / f"budget_curve{suffix}.md").write_text(markdown(result), encoding="utf-8")
+    write_results(f"budget_curve{suffix}", result, markdown(result))
     plot(result, RESULTS / f"budget_curve{suffix}.png")
-    print(markdown(result))
 
 
 if __name__ == "__main__":

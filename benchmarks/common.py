@@ -133,3 +133,10 @@ def write_json(path: Path, result: dict, indent: int = 2) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=indent), encoding="utf-8")
     return path
+
+
+def write_results(stem: str, result: dict, table: str) -> None:
+    """A benchmark's figures as `results/<stem>.json`, its table as `.md`, and the table on stdout."""
+    write_json(RESULTS / f"{stem}.json", result)
+    (RESULTS / f"{stem}.md").write_text(table, encoding="utf-8")
+    print(table)

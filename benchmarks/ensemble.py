@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.classification import base_of  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    RESULTS, Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, transformer_student, write_json,
+    Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, transformer_student, write_results,
 )
 
 TRANSFORMER = {"layers": 3, "soft_epochs": 1}
@@ -159,9 +159,7 @@ def main() -> None:
                    "the transformer students' further seeds",
         "seconds_total": round(time.perf_counter() - started, 1),
     }
-    write_json(RESULTS / "ensemble.json", result)
-    (RESULTS / "ensemble.md").write_text(markdown(result), encoding="utf-8")
-    print(markdown(result))
+    write_results("ensemble", result, markdown(result))
 
 
 if __name__ == "__main__":

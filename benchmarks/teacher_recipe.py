@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.classification import MODES, base_of  # noqa: E402
-from benchmarks.common import RESULTS, Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, write_json  # noqa: E402
+from benchmarks.common import Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, write_results  # noqa: E402
 from benchmarks.ensemble import STUDENT_SEEDS, student_values  # noqa: E402
 
 LABELS = [300, 1000]
@@ -150,9 +150,7 @@ def main() -> None:
         "not_run": "all-mpnet-base-v2 as the teacher; the transformer students; more pair passes (SetFit's own default is 20)",
         "seconds_total": round(time.perf_counter() - started, 1),
     }
-    write_json(RESULTS / "teacher_recipe.json", result)
-    (RESULTS / "teacher_recipe.md").write_text(markdown(result), encoding="utf-8")
-    print(markdown(result))
+    write_results("teacher_recipe", result, markdown(result))
 
 
 if __name__ == "__main__":
