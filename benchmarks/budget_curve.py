@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.classification import base_of  # noqa: E402
-from benchmarks.common import RESULTS, Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, write_results  # noqa: E402
+from benchmarks.common import RESULTS, Job, epoch_seconds, final_dev, link_shared, quiet_transformers, run_jobs, write_label_file, write_results  # noqa: E402
 
 STRATEGIES = ("random", "diverse", "uncertain")
 MODES = {
@@ -99,22 +99,6 @@ def make_plan(quick: bool, workers: int | None) -> Plan:
     name = "quick" if quick else "full"
     mode = {**MODES[name], **({"workers": workers} if workers else {})}
     return Plan(name, mode, HERE / "cache" / "budget_curve" / name, *base_of(mode["classification"]))
-
-
-def write_labels(plan: Plan, made) -> None:
-    """The base run's teacher logits over every text it labeled (train, transfer, dev, test) as a JSONL label file."""
-    if plan.labels.is_file():
-        return
-    rows: dict[str, list[float]] = {}
-    for name, (texts, _, _) in made.transfer.parts().items():
-        for text, logits in zip(texts, made.annotation.caches[name].load().logits):
-            rows.setdefault(text, logits.tolist())
-    plan.work.mkdir(parents=True, exist_ok=True)
-    partial = plan.labels.with_suffix(".tmp")
-    with partial.open("w", encoding="utf-8") as handle:
-        for text, logits in rows.items():
-            handle.write(json.dumps({"text": text, "logits": logits}) + "\n")
-    partial.replace(plan.labels)
 
 
 def finished(point: Point) -> dict:
@@ -238,7 +222,7 @@ def main() -> None:
 
     started = time.perf_counter()
     plan = make_plan(args.quick, args.workers)
-    write_labels(plan, Run(build_config(plan.values, "base")).execute(until="annotate"))
+    write_label_file(plan.labels, Run(build_config(plan.values, "base")).execute(until="annotate"))
     wholes = [plan.whole(seed) for seed in plan.mode["seeds"]]
     run_jobs([p.job() for p in wholes], [], plan.mode["workers"])
     points = [finished(p) for p in wholes]

@@ -140,3 +140,20 @@ def write_results(stem: str, result: dict, table: str) -> None:
     write_json(RESULTS / f"{stem}.json", result)
     (RESULTS / f"{stem}.md").write_text(table, encoding="utf-8")
     print(table)
+
+
+def write_label_file(path: Path, made) -> None:
+    """A finished run's teacher logits over every text it labeled (train, transfer, dev, test) as a JSONL label file
+    for `teacher.source: file` (a text's first row where it occurs twice); kept when it is there."""
+    if path.is_file():
+        return
+    rows: dict[str, list[float]] = {}
+    for name, (texts, _, _) in made.transfer.parts().items():
+        for text, logits in zip(texts, made.annotation.caches[name].load().logits):
+            rows.setdefault(text, logits.tolist())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    with partial.open("w", encoding="utf-8") as handle:
+        for text, logits in rows.items():
+            handle.write(json.dumps({"text": text, "logits": logits}) + "\n")
+    partial.replace(path)

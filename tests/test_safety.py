@@ -239,6 +239,22 @@ def test_overlap_is_found_through_whitespace_and_unicode_differences(tmp_path, s
     assert corpus.transfer.overlap_count == 1 and list(corpus.transfer) == ["fresh words"]
 
 
+def test_repeated_transfer_texts_are_labeled_once_when_asked_and_kept_by_default(tmp_path, sentiment_files):
+    from xdistil.config import DataConfig
+
+    train_text = read_labeled(sentiment_files["train"]).texts[0]
+    transfer = tmp_path / "t.txt"
+    transfer.write_text(f"{train_text.upper()}\nsome fresh words\n{' ' + train_text}\nsome   fresh words\nother words\n")
+    files = {"train": sentiment_files["train"], "dev": sentiment_files["dev"], "test": sentiment_files["test"], "transfer": [transfer]}
+    kept = load_corpus(DataConfig(**files))
+    assert len(list(kept.transfer)) == 5 and kept.transfer.repeat_count == 0
+    dropped = load_corpus(DataConfig(**files, transfer_duplicates="drop"))
+    assert list(dropped.transfer) == [train_text.upper(), "some fresh words", "other words"]  # case is kept apart, as by the overlap guard
+    assert dropped.transfer.repeat_count == 2
+    assert "2 transfer texts repeat a train text or an earlier transfer text; dropped (data.transfer_duplicates: drop)" in " ".join(dropped.notes)
+    assert dropped.fingerprint("classification") != kept.fingerprint("classification")
+
+
 # ---- labels and long texts ----
 def test_numeric_labels_are_one_class_by_value_and_written_as_in_train(tmp_path):
     from xdistil.config import DataConfig

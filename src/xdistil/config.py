@@ -47,6 +47,10 @@ class DataConfig(_Strict):
         "drop", description="transfer texts that are also dev/test texts (after Unicode and whitespace normalisation): "
         "drop them (counted), keep them, or stop with an error"
     )
+    transfer_duplicates: Literal["keep", "drop"] = Field(
+        "keep", description="transfer texts that repeat a train text or an earlier transfer text (after Unicode and whitespace "
+        "normalisation): keep them (each copy is labeled), or drop them (counted) so that every text is labeled once"
+    )
     tokens_column: str = Field("tokens", description="tagging, hub datasets: the column of word lists")
     tags_column: str = Field("ner_tags", description="tagging, hub datasets: the column of tags")
 

@@ -147,7 +147,8 @@ def record_data(out: Path, fingerprint: str, corpus, overlap_policy: str) -> Non
     if path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("fingerprint") != fingerprint:
         log("data: the data changed since this folder's last run; the teacher and every later step will be redone")
     atomic_write_json(path, {"fingerprint": fingerprint, "sizes": corpus.sizes(), "labels": corpus.label_names, "notes": corpus.notes,
-                             "transfer_overlap": {"policy": overlap_policy, "count": corpus.transfer.overlap_count}})
+                             "transfer_overlap": {"policy": overlap_policy, "count": corpus.transfer.overlap_count},
+                             **({"transfer_repeats_dropped": corpus.transfer.repeat_count} if corpus.transfer.repeats == "drop" else {})})
     log(f"data: {', '.join(f'{k} {v:,}' for k, v in corpus.sizes().items())}; labels {corpus.label_names}")
     for note in corpus.notes:
         log(f"  {note}")

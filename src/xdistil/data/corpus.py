@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ class TextStream:
     exclude: frozenset[str] = frozenset()  # text_key()s of dev/test texts: the transfer set must not hold them
     overlap: str = "drop"  # what to do with a transfer text in `exclude`: drop, keep or error
     overlap_count: int = 0  # transfer texts found in `exclude` (known after scan())
+    labeled: Sequence[str] = ()  # the train texts: with repeats "drop", a transfer text that repeats one is dropped
+    repeats: str = "keep"  # what to do with a text seen before (a train text, an earlier transfer text): keep or drop
+    repeat_count: int = 0  # transfer texts dropped as repeats (known after scan())
     _scan: tuple[int, str, list[str]] | None = field(default=None, repr=False)
 
     def _part(self, part: list[str] | Path, notes: list[str] | None) -> Iterator[str]:
@@ -66,7 +70,8 @@ class TextStream:
             notes.append(f"{Path(part).name}: {texts} texts split into {sentences} sentences")
 
     def _texts(self, notes: list[str] | None) -> Iterator[str]:
-        overlap = 0
+        overlap = repeats = 0
+        seen = {_key_digest(t) for t in self.labeled} if self.repeats == "drop" else None  # 16 bytes a text, not the text
         for part in self.parts:
             for text in self._part(part, notes):
                 if self.exclude and text_key(text) in self.exclude:
@@ -78,12 +83,21 @@ class TextStream:
                     overlap += 1
                     if self.overlap == "drop":
                         continue
+                if seen is not None:
+                    key = _key_digest(text)
+                    if key in seen:
+                        repeats += 1
+                        continue
+                    seen.add(key)
                 yield text
         if notes is not None:
-            self.overlap_count = overlap
+            self.overlap_count, self.repeat_count = overlap, repeats
             if overlap:
                 done = "dropped (data.transfer_overlap: drop)" if self.overlap == "drop" else "kept (data.transfer_overlap: keep)"
                 notes.append(f"{overlap} transfer texts are also dev/test texts; {done}")
+            if repeats:
+                notes.append(f"{repeats} transfer texts repeat a train text or an earlier transfer text; dropped "
+                             "(data.transfer_duplicates: drop), so each text is labeled once")
 
     def __iter__(self) -> Iterator[str]:
         return self._texts(None)
@@ -241,14 +255,22 @@ def assemble(train: T, dev: T | None, test: T | None, config: DataConfig, notes:
             notes.append(f"{what} joined the transfer set without {train.labels_word}")
         else:
             notes.append(f"{what} were left out (surplus_to_transfer: false)")
-    return Assembled(train, dev, test, _transfer_stream(transfer_parts, dev, test, config, extra_transfer), notes)
+    return Assembled(train, dev, test, _transfer_stream(transfer_parts, train, dev, test, config, extra_transfer), notes)
 
 
-def _transfer_stream(parts: list, dev: LabeledTable, test: LabeledTable, config: DataConfig, extra: Sequence[Path]) -> TextStream:
-    """The unlabeled texts, never a dev/test text (by data.transfer_overlap); made lazily, scanned by the caller."""
+def _transfer_stream(
+    parts: list, train: LabeledTable, dev: LabeledTable, test: LabeledTable, config: DataConfig, extra: Sequence[Path]
+) -> TextStream:
+    """The unlabeled texts, never a dev/test text (by data.transfer_overlap), each once if data.transfer_duplicates
+    is drop; made lazily, scanned by the caller."""
     held_out = frozenset(text_key(t) for t in dev.as_texts() + test.as_texts())
     return TextStream(parts + [Path(p) for p in (*config.transfer, *extra)], config.text_column, config.split_transfer_sentences,
-                      config.max_chars, held_out, config.transfer_overlap)
+                      config.max_chars, held_out, config.transfer_overlap, labeled=train.as_texts(), repeats=config.transfer_duplicates)
+
+
+def _key_digest(text: str) -> bytes:
+    """A text's duplicate key (`text_key`), hashed: a set of these holds millions of texts in little memory."""
+    return hashlib.blake2b(text_key(text).encode("utf-8"), digest_size=16).digest()
 
 
 def _check_transfer(assembled: Assembled) -> None:
