@@ -100,3 +100,13 @@ def test_the_teacher_recipe_results_give_their_choice_gains_and_table_again():
         assert ("pairs_seconds" in row["teacher"]) == (row["recipe"] == "setfit")
     assert summary(result["rows"]) == result["summary"]
     assert markdown(result) == (RESULTS / "teacher_recipe.md").read_text()
+
+
+def test_the_file_labeler_results_give_their_table_again():
+    from benchmarks.file_labeler import CASES, markdown
+
+    result = json.loads((RESULTS / "file_labeler.json").read_text())
+    assert [c["transfer_duplicates"] for c in result["cases"]] == list(CASES.values())
+    for case in result["cases"]:
+        assert case["identical_weights"] == (case["rows_with_other_logits"] == 0 and "test_predictions_agree" not in case)
+    assert markdown(result) == (RESULTS / "file_labeler.md").read_text()
