@@ -59,24 +59,23 @@ class PooledHeadClassifier(nn.Module):
 
 
 def load_teacher_model(folder: str | Path, auto_class) -> nn.Module:
-    """A saved teacher folder as a model: the transformers class, wrapped when the folder holds a pooled head."""
-    import logging
-
+    """A saved teacher folder as a model: the transformers class, wrapped when the folder holds a pooled head (built
+    from its config and given its saved weights, which hold no first-token head)."""
     from safetensors import safe_open
+    from transformers import AutoConfig
 
-    head_file = Path(folder) / HEAD_FILE
+    folder = Path(folder)
+    head_file = folder / HEAD_FILE
     if not head_file.is_file():
         return auto_class.from_pretrained(str(folder))
-    quiet = logging.getLogger("transformers.modeling_utils")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # the first-token head was not saved: transformers would say it is new
-    try:
-        model = auto_class.from_pretrained(str(folder))
-    finally:
-        quiet.setLevel(level)
     with safe_open(str(head_file), "pt") as handle:
         pooling = handle.metadata()["pooling"]
     state = load_file(str(head_file))
     head = nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
     head.load_state_dict(state)
-    return PooledHeadClassifier(model, pooling, head)
+    model = PooledHeadClassifier(auto_class.from_config(AutoConfig.from_pretrained(str(folder))), pooling, head)
+    weights: dict[str, torch.Tensor] = {}
+    for shard in sorted(folder.glob("model*.safetensors")):  # one file, or the shards of a large model
+        weights.update(load_file(str(shard)))
+    model.model.load_state_dict(weights)
+    return model
