@@ -122,10 +122,14 @@ def epoch_seconds(metrics: dict, part: str) -> float:
     return sum(e["seconds"] for stage in metrics["stages"].get(part, []) for e in stage["epochs"])
 
 
+def best_dev(stage: dict) -> float:
+    """The dev score of a stage's kept epoch (its best), from metrics.json's stage histories."""
+    return stage["epochs"][stage["best_epoch"] - 1]["dev_score"]
+
+
 def final_dev(metrics: dict) -> float:
     """The dev score of the student a run kept: its last stage's best epoch."""
-    stage = metrics["stages"]["student"][-1]
-    return stage["epochs"][stage["best_epoch"] - 1]["dev_score"]
+    return best_dev(metrics["stages"]["student"][-1])
 
 
 def write_json(path: Path, result: dict, indent: int = 2) -> Path:

@@ -35,6 +35,8 @@ from benchmarks.common import (  # noqa: E402
 )
 
 TRANSFORMER = {"layers": 3, "soft_epochs": 1}
+TRANSFORMER_HEADING = (f"## Transformer students ({TRANSFORMER['layers']} layers of all-MiniLM-L6-v2, one soft epoch then the gold stage; "
+                       "test, seed 1)")
 MEMBER_SEEDS = [43, 44]  # beside teacher.model's seed (the base run's, 42)
 STUDENT_SEEDS = [1, 2, 3]
 EPOCHS = 3
@@ -97,19 +99,23 @@ def markdown(result: dict) -> str:
                   f"BiLSTM student {result['student_gain']:+.1f} points."]
     if result.get("transformer_students"):
         t = result["transformer_students"]
-        lines += ["", f"## Transformer students ({TRANSFORMER['layers']} layers of all-MiniLM-L6-v2, one soft epoch then the gold stage; "
-                      "test, seed 1)", "", "| from | dev (%) | test (%) | training (s) |", "|---|---:|---:|---:|"]
+        lines += ["", TRANSFORMER_HEADING, "", "| from | dev (%) | test (%) | training (s) |", "|---|---:|---:|---:|"]
         lines += [f"| {name} | {pct(t[name]['dev_accuracy'])} | {pct(t[name]['test_accuracy'])} | {t[name]['training_seconds']:.0f} |"
                   for name in ("ensemble", "best member")]
         lines += ["", f"Ensemble against its best member: transformer student {result['transformer_gain']:+.1f} points."]
     return "\n".join(lines + [""])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(doc: str) -> argparse.Namespace:
+    """The command line of a benchmark of BiLSTM students in workers and transformer students: --workers, --no-transformer."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-transformer", action="store_true", help="leave the transformer students out")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments(__doc__)
     quiet_transformers()
     started = time.perf_counter()
     base, values = base_of("quick")
